@@ -1,1 +1,25 @@
-//! placeholder
+//! The Clavis domain: every rule lives here.
+//!
+//! **Invariant:** this crate knows nothing about HTTP, SQL, files or environment variables. It
+//! gets time from [`clock::Clock`] and persistence from [`store::Store`].
+//!
+//! The planes are modules: [`identity`] (tenants, applications, roles), [`credential`] (client
+//! secrets and their policy), [`token`] (the client-credentials grant), [`keys`] (key material
+//! and signing-key rotation), [`policy`] (RBAC), [`audit`] (the hash-chained record of every
+//! change). [`Core`] is the facade the server, CLI and portal call.
+
+pub mod audit;
+pub mod cache;
+pub mod clock;
+pub mod credential;
+pub mod error;
+pub mod identity;
+pub mod keys;
+pub mod policy;
+pub mod store;
+pub mod token;
+
+mod core;
+
+pub use crate::core::{BootstrapCredential, Core, CoreSettings, NewApplication, ApplicationPatch, UsageStats};
+pub use error::{CoreError, Result};

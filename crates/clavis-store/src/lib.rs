@@ -1,1 +1,290 @@
-//! placeholder
+//! SQLite and PostgreSQL implementations of `clavis_core::store::Store`.
+//!
+//! One SQL text serves both backends through sqlx's `Any` driver: queries use `$N` placeholders
+//! (which SQLite accepts too) and only the types both share (text, 64-bit integers, bytes). The
+//! dialects differ only in DDL types and row locks (`FOR UPDATE`), kept in [`Dialect`].
+//!
+//! SQLite runs in WAL mode with `synchronous=FULL`, so an acknowledged write survives a crash or
+//! power loss, and with a single writer connection, so transactions never fail on lock upgrades.
+//! PostgreSQL serializes audit-chain appends with a row lock on the chain head, which is what
+//! lets several nodes share one database.
+
+mod apply;
+mod read;
+mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor as _, Row as _};
+use time::OffsetDateTime;
+
+use clavis_core::audit::{AuditRecord, DomainEvent};
+use clavis_core::identity::{AppRoleAssignment, Application, Tenant};
+use clavis_core::store::{AssignmentFilter, Batch, Store, StoredSigningKey, UsageUpdate, WrappedKey};
+use clavis_core::{CoreError, Result};
+
+/// The SQL dialect of a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// Embedded SQLite (the default).
+    Sqlite,
+    /// PostgreSQL (several nodes).
+    Postgres,
+}
+
+impl Dialect {
+    /// The row-lock suffix of a `SELECT` inside a write transaction. SQLite needs none: its single
+    /// writer connection already serializes writes.
+    pub(crate) fn for_update(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+/// A Clavis store on SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    write: AnyPool,
+    read: AnyPool,
+    dialect: Dialect,
+}
+
+/// A store failure, with the underlying cause in its message (logged, never shown to callers).
+pub(crate) fn backend_error(error: sqlx::Error) -> CoreError {
+    CoreError::Store(error.to_string())
+}
+
+/// Microseconds since the Unix epoch: the stored form of every instant.
+pub(crate) fn micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+/// The instant of a stored microsecond count.
+pub(crate) fn instant(micros: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the store at `url`: `sqlite://PATH` or `postgres://…`, and
+    /// applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(|e| CoreError::Store(format!("cannot connect to PostgreSQL: {e}")))?;
+            Self { write: pool.clone(), read: pool, dialect: Dialect::Postgres }
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Self::open_sqlite(Path::new(path)).await?
+        } else {
+            return Err(CoreError::Invalid(format!("unsupported database URL '{}': use sqlite://PATH or postgres://…", redact_url(url))));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn open_sqlite(path: &Path) -> Result<Self> {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let options = || {
+            AnyPoolOptions::new().after_connect(|connection, _| {
+                Box::pin(async move {
+                    // WAL lets readers proceed beside the writer; synchronous=FULL fsyncs the WAL
+                    // at every commit, so acknowledged writes survive power loss.
+                    connection.execute("PRAGMA journal_mode=WAL").await?;
+                    connection.execute("PRAGMA synchronous=FULL").await?;
+                    connection.execute("PRAGMA busy_timeout=10000").await?;
+                    connection.execute("PRAGMA foreign_keys=ON").await?;
+                    Ok(())
+                })
+            })
+        };
+        let write = options()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .map_err(|e| CoreError::Store(format!("cannot open SQLite database {}: {e}", path.display())))?;
+        let read = options()
+            .max_connections(4)
+            .connect(&url)
+            .await
+            .map_err(|e| CoreError::Store(format!("cannot open SQLite database {}: {e}", path.display())))?;
+        Ok(Self { write, read, dialect: Dialect::Sqlite })
+    }
+
+    /// The backend's dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let postgres = self.dialect == Dialect::Postgres;
+        let mut tx = self.write.begin().await.map_err(backend_error)?;
+        if postgres {
+            // Several nodes may start at once: one migrates, the others wait for it.
+            tx.execute("SELECT pg_advisory_xact_lock(7140115)").await.map_err(backend_error)?;
+        }
+        tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+            .await
+            .map_err(backend_error)?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend_error)?
+            .iter()
+            .map(|row| row.try_get::<i64, _>(0))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(backend_error)?;
+        let newest_known = schema::MIGRATIONS.last().map_or(0, |m| m.version);
+        if let Some(newer) = applied.iter().find(|v| **v > newest_known) {
+            return Err(CoreError::Store(format!("the database has schema version {newer}, newer than this Clavis knows ({newest_known}); upgrade Clavis")));
+        }
+        for migration in schema::MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+            for statement in schema::ddl(migration.template, postgres).split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                tx.execute(statement).await.map_err(backend_error)?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)")
+                .bind(migration.version)
+                .bind(migration.description)
+                .bind(micros(OffsetDateTime::now_utc()))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        tx.commit().await.map_err(backend_error)
+    }
+
+    /// Closes the pools, waiting for running queries.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    /// The connection pool for writes (tests use it to tamper with rows).
+    pub fn write_pool(&self) -> &AnyPool {
+        &self.write
+    }
+}
+
+/// Hides the password of a database URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &credentials[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub(crate) fn text(row: &AnyRow, column: &str) -> Result<String> {
+    row.try_get::<String, _>(column).map_err(backend_error)
+}
+
+pub(crate) fn int(row: &AnyRow, column: &str) -> Result<i64> {
+    row.try_get::<i64, _>(column).map_err(backend_error)
+}
+
+pub(crate) fn bytes(row: &AnyRow, column: &str) -> Result<Vec<u8>> {
+    row.try_get::<Vec<u8>, _>(column).map_err(backend_error)
+}
+
+pub(crate) fn opt_text(row: &AnyRow, column: &str) -> Result<Option<String>> {
+    row.try_get::<Option<String>, _>(column).map_err(backend_error)
+}
+
+pub(crate) fn opt_int(row: &AnyRow, column: &str) -> Result<Option<i64>> {
+    row.try_get::<Option<i64>, _>(column).map_err(backend_error)
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await.map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn apply(&self, batch: &Batch) -> Result<()> {
+        apply::apply(self, batch).await
+    }
+
+    async fn wrapped_keys(&self) -> Result<Vec<WrappedKey>> {
+        read::wrapped_keys(&self.read).await
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>> {
+        read::tenants(&self.read).await
+    }
+
+    async fn applications(&self, tenant_id: &str) -> Result<Vec<Application>> {
+        read::applications(&self.read, "tenant_id = $1", &[tenant_id]).await
+    }
+
+    async fn application(&self, tenant_id: &str, id: &str) -> Result<Option<Application>> {
+        Ok(read::applications(&self.read, "tenant_id = $1 AND (id = $2 OR app_id = $2)", &[tenant_id, id]).await?.pop())
+    }
+
+    async fn application_by_client_id(&self, app_id: &str) -> Result<Option<Application>> {
+        Ok(read::applications(&self.read, "app_id = $1", &[app_id]).await?.pop())
+    }
+
+    async fn application_by_identifier_uri(&self, tenant_id: &str, uri: &str) -> Result<Option<Application>> {
+        let normalized = clavis_core::token::normalize_resource(uri);
+        Ok(read::applications(&self.read, "id IN (SELECT application_id FROM identifier_uris WHERE tenant_id = $1 AND uri = $2)", &[tenant_id, &normalized])
+            .await?
+            .pop())
+    }
+
+    async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<()> {
+        apply::record_usage(self, batch).await
+    }
+
+    async fn assignments(&self, tenant_id: &str, filter: &AssignmentFilter) -> Result<Vec<AppRoleAssignment>> {
+        read::assignments(&self.read, tenant_id, filter).await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
+        read::signing_keys(&self.read).await
+    }
+
+    async fn audit_records(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
+        read::audit_records(&self.read, after, limit).await
+    }
+
+    async fn audit_head(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT seq FROM audit_head WHERE id = 1").fetch_one(&self.read).await.map_err(backend_error)?;
+        int(&row, "seq")
+    }
+
+    async fn events(&self, after: i64, limit: i64) -> Result<Vec<(i64, DomainEvent)>> {
+        read::events(&self.read, after, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("postgres://user:pw@host/db"), "postgres://user:***@host/db");
+        assert_eq!(redact_url("postgres://host/db"), "postgres://host/db");
+    }
+}

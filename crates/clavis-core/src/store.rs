@@ -1,0 +1,169 @@
+//! PORTS: what the core needs from persistence. Implemented for SQLite and PostgreSQL by
+//! `clavis-store`; both pass one behavioural suite.
+//!
+//! **Boundary:** every state change goes through [`Store::apply`], which writes the batch's audit
+//! records and outbox events in the same transaction as its mutations. Adding or removing one credential or one
+//! role assignment is a single-row operation: no method overwrites a whole list.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use clavis_crypto::Algorithm;
+
+use crate::audit::{AuditRecord, Change, DomainEvent};
+use crate::credential::PasswordCredential;
+use crate::error::Result;
+use crate::identity::{AppRoleAssignment, Application, Tenant};
+
+/// A key wrapped under the master key (a data key or the client-secret HMAC key).
+#[derive(Clone, Debug)]
+pub struct WrappedKey {
+    /// The key's id, e.g. `dek-…`.
+    pub id: String,
+    /// `dek` (data encryption) or `hmac` (client-secret hashing).
+    pub purpose: String,
+    /// The id of the master key that wrapped it.
+    pub master_key_id: String,
+    /// The wrapped bytes.
+    pub wrapped: Vec<u8>,
+    /// When the key was created.
+    pub created_at: OffsetDateTime,
+}
+
+/// A token-signing key as stored: its private half sealed under a data key.
+#[derive(Clone, Debug)]
+pub struct StoredSigningKey {
+    /// The key id (JWK thumbprint).
+    pub kid: String,
+    /// The tenant it signs for.
+    pub tenant_id: String,
+    /// Its algorithm.
+    pub algorithm: Algorithm,
+    /// The data key that sealed it.
+    pub data_key_id: String,
+    /// The sealed PKCS#8.
+    pub sealed: Vec<u8>,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When it starts signing (published in the JWKS from creation).
+    pub activate_at: OffsetDateTime,
+    /// When it leaves the JWKS: set once a successor takes over, to the successor's activation
+    /// plus the longest token lifetime.
+    pub expire_at: Option<OffsetDateTime>,
+}
+
+/// A batched update of a credential's last use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageUpdate {
+    /// The credential.
+    pub key_id: String,
+    /// The latest use in the batch.
+    pub at: OffsetDateTime,
+    /// The IP of that use.
+    pub ip: String,
+    /// Uses in the batch.
+    pub count: i64,
+}
+
+/// Which role assignments to list.
+#[derive(Clone, Debug, Default)]
+pub struct AssignmentFilter {
+    /// Only those granted to this service principal.
+    pub principal_id: Option<String>,
+    /// Only those of this resource service principal.
+    pub resource_id: Option<String>,
+}
+
+/// One state change of a [`Batch`].
+#[derive(Clone, Debug)]
+pub enum Mutation {
+    /// Inserts newly created wrapped keys.
+    InsertWrappedKeys(Vec<WrappedKey>),
+    /// Replaces every wrapped key with its re-wrapped form, provided every row is still wrapped by
+    /// `expected_master_key_id` (two concurrent rotations cannot interleave).
+    RewrapKeys { expected_master_key_id: String, keys: Vec<WrappedKey> },
+    /// Inserts a tenant with its domains (a taken domain is a conflict).
+    InsertTenant(Tenant),
+    /// Updates a tenant's name, algorithm and policy (not its domains).
+    UpdateTenant(Tenant),
+    /// Registers an application without credentials (a taken identifier URI is a conflict).
+    InsertApplication(Application),
+    /// Updates name, identifier URIs, app roles and token version.
+    UpdateApplication(Application),
+    /// Deletes an application, its credentials and every role assignment naming it.
+    DeleteApplication { tenant_id: String, id: String },
+    /// Adds one credential, refusing when the application already holds `max`.
+    AddPassword { tenant_id: String, application_id: String, credential: PasswordCredential, max: i64 },
+    /// Removes one credential (not found is an error).
+    RemovePassword { tenant_id: String, application_id: String, key_id: String },
+    /// Grants a role (a duplicate grant is a conflict).
+    InsertAssignment(AppRoleAssignment),
+    /// Removes a grant (not found is an error).
+    DeleteAssignment { tenant_id: String, id: String },
+    /// Adds a signing key and sets `expire_at` on the keys it succeeds.
+    InsertSigningKey { key: StoredSigningKey, retire: Vec<(String, OffsetDateTime)> },
+    /// Deletes signing keys whose `expire_at` is before the instant.
+    DeleteExpiredSigningKeys(OffsetDateTime),
+}
+
+/// Mutations applied in one transaction together with their audit records and outbox events.
+/// Either all of it commits or nothing does.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// The state changes, in order.
+    pub mutations: Vec<Mutation>,
+    /// Their audit records and events.
+    pub changes: Vec<Change>,
+}
+
+impl Batch {
+    /// A batch of one mutation and its change.
+    pub fn one(mutation: Mutation, change: Change) -> Self {
+        Self { mutations: vec![mutation], changes: vec![change] }
+    }
+
+    /// Adds a mutation and its change.
+    pub fn push(&mut self, mutation: Mutation, change: Change) {
+        self.mutations.push(mutation);
+        self.changes.push(change);
+    }
+}
+
+/// The persistence port.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is (`sqlite` or `postgres`), for health output.
+    fn backend(&self) -> &'static str;
+
+    /// A cheap probe for readiness.
+    async fn ping(&self) -> Result<()>;
+
+    /// Applies a batch atomically, with its audit records chained and its events in the outbox.
+    async fn apply(&self, batch: &Batch) -> Result<()>;
+
+    /// Keys wrapped under the master key.
+    async fn wrapped_keys(&self) -> Result<Vec<WrappedKey>>;
+    /// All tenants.
+    async fn tenants(&self) -> Result<Vec<Tenant>>;
+    /// The applications of a tenant, with their credentials.
+    async fn applications(&self, tenant_id: &str) -> Result<Vec<Application>>;
+    /// One application of a tenant by object id or application (client) id.
+    async fn application(&self, tenant_id: &str, id: &str) -> Result<Option<Application>>;
+    /// An application by its client id, in any tenant.
+    async fn application_by_client_id(&self, app_id: &str) -> Result<Option<Application>>;
+    /// The application of a tenant that has `uri` among its identifier URIs (case-insensitive).
+    async fn application_by_identifier_uri(&self, tenant_id: &str, uri: &str) -> Result<Option<Application>>;
+    /// Applies a batch of last-use updates (not audited: usage is not a state change).
+    async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<()>;
+    /// Role assignments of a tenant.
+    async fn assignments(&self, tenant_id: &str, filter: &AssignmentFilter) -> Result<Vec<AppRoleAssignment>>;
+    /// Every signing key.
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>>;
+    /// Audit records with `seq > after`, oldest first, at most `limit`.
+    async fn audit_records(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>>;
+    /// The sequence number of the newest audit record. Every state change writes one, so a node
+    /// learns that something changed (on any node) when this moves.
+    async fn audit_head(&self) -> Result<i64>;
+    /// Outbox events with `seq > after`, oldest first.
+    async fn events(&self, after: i64, limit: i64) -> Result<Vec<(i64, DomainEvent)>>;
+}

@@ -1,0 +1,135 @@
+//! Versioned schema migrations, one list per backend. **Never edit a migration that has shipped;**
+//! add a new one. Types are kept to those both backends and sqlx's `Any` driver share: text,
+//! 64-bit integers (times are microseconds since the Unix epoch) and byte strings.
+
+/// One migration: a DDL template shared by both backends, with `{BLOB}` and `{SERIAL}` filled in
+/// per backend by [`ddl`].
+pub(crate) struct Migration {
+    pub version: i64,
+    pub description: &'static str,
+    pub template: &'static str,
+}
+
+/// Every migration, in order.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration { version: 1, description: "initial schema", template: V1 }];
+
+const V1: &str = r#"
+CREATE TABLE wrapped_keys (
+    id TEXT PRIMARY KEY,
+    purpose TEXT NOT NULL,
+    master_key_id TEXT NOT NULL,
+    wrapped {BLOB} NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    signing_algorithm TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE tenant_domains (
+    domain TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id)
+);
+CREATE TABLE applications (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    app_id TEXT NOT NULL UNIQUE,
+    service_principal_id TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    builtin BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX applications_tenant ON applications (tenant_id, display_name);
+CREATE TABLE identifier_uris (
+    tenant_id TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    application_id TEXT NOT NULL REFERENCES applications(id),
+    PRIMARY KEY (tenant_id, uri)
+);
+CREATE INDEX identifier_uris_application ON identifier_uris (application_id);
+CREATE TABLE password_credentials (
+    key_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    application_id TEXT NOT NULL REFERENCES applications(id),
+    display_name TEXT,
+    hint TEXT NOT NULL,
+    secret_hash {BLOB} NOT NULL,
+    start_at BIGINT NOT NULL,
+    end_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX password_credentials_application ON password_credentials (application_id);
+CREATE TABLE credential_usage (
+    key_id TEXT PRIMARY KEY,
+    last_used_at BIGINT NOT NULL,
+    last_ip TEXT NOT NULL,
+    use_count BIGINT NOT NULL
+);
+CREATE TABLE app_role_assignments (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    principal_id TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    app_role_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    UNIQUE (principal_id, resource_id, app_role_id)
+);
+CREATE INDEX app_role_assignments_resource ON app_role_assignments (resource_id);
+CREATE TABLE signing_keys (
+    kid TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    data_key_id TEXT NOT NULL,
+    sealed {BLOB} NOT NULL,
+    created_at BIGINT NOT NULL,
+    activate_at BIGINT NOT NULL,
+    expire_at BIGINT
+);
+CREATE TABLE audit_head (
+    id BIGINT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+CREATE TABLE audit (
+    seq BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target_type TEXT NOT NULL,
+    target_id TEXT NOT NULL,
+    result TEXT NOT NULL,
+    context TEXT NOT NULL,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_tenant_at ON audit (tenant_id, at);
+CREATE TABLE events (
+    seq {SERIAL},
+    id TEXT NOT NULL UNIQUE,
+    at BIGINT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+"#;
+
+/// The DDL of a migration for a backend.
+pub(crate) fn ddl(template: &str, postgres: bool) -> String {
+    if postgres {
+        template.replace("{BLOB}", "BYTEA").replace("{SERIAL}", "BIGSERIAL PRIMARY KEY")
+    } else {
+        template.replace("{BLOB}", "BLOB").replace("{SERIAL}", "INTEGER PRIMARY KEY AUTOINCREMENT")
+    }
+}
