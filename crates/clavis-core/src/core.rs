@@ -292,6 +292,11 @@ impl Core {
         self.tenant_index().by_key.get(&tenant.to_ascii_lowercase()).cloned()
     }
 
+    /// The oldest tenant: the one created at first start.
+    pub fn default_tenant(&self) -> Option<Arc<Tenant>> {
+        self.tenant_index().by_key.values().min_by_key(|t| (t.created_at, t.id.clone())).cloned()
+    }
+
     /// A tenant by id.
     fn tenant_by_id(&self, tenant_id: &str) -> Result<Arc<Tenant>> {
         self.resolve_tenant(tenant_id).ok_or_else(|| CoreError::NotFound(format!("tenant {tenant_id} not found")))
@@ -970,6 +975,12 @@ impl Core {
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// An application found by its service principal id, object id or client id.
+    pub async fn service_principal(&self, auth: &Authorized<'_>, id: &str) -> Result<Application> {
+        require(auth, Permission::Read)?;
+        self.find_application_or_sp(&auth.principal().tenant_id, id).await
     }
 
     /// Service principals of the caller's tenant (one per application).

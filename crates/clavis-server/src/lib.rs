@@ -1,1 +1,76 @@
-//! placeholder
+//! The Clavis HTTPS edge: axum handlers that extract, call `clavis-core`, and map the result.
+//!
+//! * [`entra`]: the Entra ID-compatible token service (discovery, JWKS, token endpoints), held to
+//!   `docs/contracts/entra-token-service.md`; AADSTS error bodies.
+//! * [`api`]: the management API under `/v1.0/`, shaped after Microsoft Graph.
+//! * [`serve`]: the TLS accept loop with graceful shutdown; [`jobs`]: background work.
+//!
+//! **Invariant:** handlers hold no domain rules; authorization is decided in the core.
+
+pub mod api;
+pub mod context;
+pub mod entra;
+pub mod error;
+pub mod jobs;
+pub mod serve;
+pub mod tls;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+
+use clavis_core::Core;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The domain.
+    pub core: Arc<Core>,
+    /// False until start-up has finished and while shutting down.
+    pub ready: Arc<AtomicBool>,
+    /// Where the master key lives when Clavis manages it as a file (for `keys rotate-master`).
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// Limits on request bodies: token requests are small forms; management bodies small JSON.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(api::routes())
+        .merge(entra::routes())
+        .fallback(api::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(context::edge))
+        .with_state(state)
+}
+
+mod health {
+    use std::sync::atomic::Ordering;
+
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::Json;
+    use serde_json::{json, Value};
+
+    use crate::AppState;
+
+    /// Liveness: the process answers.
+    pub async fn healthz() -> Json<Value> {
+        Json(json!({"status": "ok"}))
+    }
+
+    /// Readiness: start-up finished and the store answers.
+    pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+        let store = state.core.store().ping().await.is_ok();
+        let ready = state.ready.load(Ordering::Acquire) && store;
+        let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        (status, Json(json!({"status": if ready { "ready" } else { "not ready" }, "store": {"backend": state.core.store().backend(), "reachable": store}})))
+    }
+}

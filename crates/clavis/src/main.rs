@@ -1,1 +1,96 @@
-fn main() {}
+//! `clavis`: the one binary. `clavis serve` runs the service; every other command is a client of
+//! its management API (see `cli`). This file is wiring only: parse, configure telemetry, dispatch.
+
+mod cli;
+mod client;
+mod config;
+mod output;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Application identities, client secrets and tokens, wire-compatible with Entra ID.
+#[derive(Debug, Parser)]
+#[command(name = "clavis", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run Clavis (HTTPS, embedded SQLite by default; zero setup on first start).
+    Serve(config::ServeFlags),
+    /// Application registrations, their client secrets and app roles.
+    App {
+        #[command(flatten)]
+        global: cli::Global,
+        #[command(subcommand)]
+        command: cli::AppCommand,
+    },
+    /// Request tokens, for troubleshooting.
+    Token {
+        #[command(flatten)]
+        global: cli::Global,
+        #[command(subcommand)]
+        command: cli::TokenCommand,
+    },
+    /// The tenant.
+    Tenant {
+        #[command(flatten)]
+        global: cli::Global,
+        #[command(subcommand)]
+        command: cli::TenantCommand,
+    },
+    /// The instance's keys.
+    Keys {
+        #[command(flatten)]
+        global: cli::Global,
+        #[command(subcommand)]
+        command: cli::KeysCommand,
+    },
+}
+
+fn init_telemetry(json: bool, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(flags) => {
+                let environment: Vec<(String, String)> = std::env::vars().collect();
+                let config = config::load(&flags, &environment)?;
+                init_telemetry(config.log_json, &config.log_level);
+                serve::run(config).await
+            }
+            Command::App { global, command } => cli::app(&global, command).await,
+            Command::Token { global, command } => cli::token(&global, command).await,
+            Command::Tenant { global, command } => cli::tenant(&global, command).await,
+            Command::Keys { global, command } => cli::keys(&global, command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The management API under `/v1.0/`, shaped after Microsoft Graph: applications, their
+//! password credentials (`addPassword` / `removePassword`), service principals and app role
+//! assignments, the organization (tenant), plus Clavis's own operations under `/v1.0/clavis/`.
+//!
+//! Every handler is three moves: extract (caller, context, body), call the core, map the result.
+
+use std::path::PathBuf;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use clavis_core::credential::{CredentialPolicy, PasswordCredential, PasswordRequest};
+use clavis_core::identity::{AppRole, AppRoleAssignment, Application, Tenant};
+use clavis_core::policy::Permission;
+use clavis_core::{ApplicationPatch, NewApplication};
+use clavis_crypto::{Algorithm, MasterKey};
+
+use crate::context::{Caller, Context};
+use crate::error::ApiError;
+use crate::AppState;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The management API's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1.0/organization", get(organization).patch(update_organization))
+        .route("/v1.0/applications", get(list_applications).post(create_application))
+        .route("/v1.0/applications/{id}", get(application).patch(update_application).delete(delete_application))
+        .route("/v1.0/applications/{id}/addPassword", post(add_password))
+        .route("/v1.0/applications/{id}/removePassword", post(remove_password))
+        .route("/v1.0/applications/{id}/appRoles", post(add_app_role))
+        .route("/v1.0/servicePrincipals", get(list_service_principals))
+        .route("/v1.0/servicePrincipals/{id}", get(service_principal))
+        .route("/v1.0/servicePrincipals/{id}/appRoleAssignments", get(assignments_of_principal))
+        .route("/v1.0/servicePrincipals/{id}/appRoleAssignedTo", get(assignments_of_resource).post(grant_role))
+        .route("/v1.0/servicePrincipals/{id}/appRoleAssignedTo/{assignment}", delete(revoke_role))
+        .route("/v1.0/servicePrincipals/{id}/appRoleAssignments/{assignment}", delete(revoke_role))
+        .route("/v1.0/clavis/rotateMasterKey", post(rotate_master_key))
+        .route("/v1.0/clavis/auditRecords", get(audit_records))
+}
+
+/// Unknown paths get Graph's 404 shape.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Request_ResourceNotFound", "No endpoint matches this method and path; see the management API reference in docs/api.md.".into())
+}
+
+/// A JSON body whose rejections (wrong content type, malformed JSON, unknown or mistyped fields,
+/// oversized body) are answered in Graph's error shape.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let status = match rejection.status() {
+                    StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+                    other => other,
+                };
+                let message = match &rejection {
+                    JsonRejection::MissingJsonContentType(_) => "The body must be JSON, sent with 'Content-Type: application/json'.".to_string(),
+                    other => other.body_text(),
+                };
+                Err(ApiError::new(status, "Request_BadRequest", message))
+            }
+        }
+    }
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+fn parse_time(field: &str, text: &str) -> Result<OffsetDateTime, ApiError> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|_| ApiError::bad_request(format!("{field} '{}' is not an ISO 8601 date-time such as 2027-01-31T00:00:00Z.", clavis_core::identity::truncate(text, 40))))
+}
+
+fn created(body: Value) -> Response {
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+fn ok(body: Value) -> Response {
+    Json(body).into_response()
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn list(context: &str, values: Vec<Value>) -> Response {
+    ok(json!({"@odata.context": format!("$metadata#{context}"), "value": values}))
+}
+
+// ----- wire shapes ---------------------------------------------------------------------------------
+
+/// A credential without its value (`secretText` is always null after creation).
+pub fn password_json(credential: &PasswordCredential, now: OffsetDateTime) -> Value {
+    json!({
+        "customKeyIdentifier": null,
+        "displayName": credential.display_name,
+        "endDateTime": rfc3339(credential.end),
+        "hint": credential.hint,
+        "keyId": credential.key_id,
+        "secretText": null,
+        "startDateTime": rfc3339(credential.start),
+        "state": credential.state(now),
+        "lastUsed": credential.usage,
+    })
+}
+
+fn application_json(application: &Application, now: OffsetDateTime) -> Value {
+    json!({
+        "id": application.id,
+        "appId": application.app_id,
+        "displayName": application.display_name,
+        "createdDateTime": rfc3339(application.created_at),
+        "identifierUris": application.identifier_uris,
+        "appRoles": application.app_roles,
+        "api": {"requestedAccessTokenVersion": application.requested_access_token_version},
+        "passwordCredentials": application.password_credentials.iter().map(|c| password_json(c, now)).collect::<Vec<_>>(),
+        "servicePrincipalId": application.service_principal_id,
+        "isBuiltIn": application.builtin,
+    })
+}
+
+fn service_principal_json(application: &Application) -> Value {
+    let mut names = vec![application.app_id.clone()];
+    names.extend(application.identifier_uris.iter().cloned());
+    json!({
+        "id": application.service_principal_id,
+        "appId": application.app_id,
+        "appObjectId": application.id,
+        "displayName": application.display_name,
+        "appRoles": application.app_roles,
+        "servicePrincipalNames": names,
+        "servicePrincipalType": "Application",
+        "appOwnerOrganizationId": application.tenant_id,
+    })
+}
+
+fn assignment_json(assignment: &AppRoleAssignment, applications: &[Application]) -> Value {
+    let by_sp = |sp: &str| applications.iter().find(|a| a.service_principal_id == sp);
+    let principal = by_sp(&assignment.principal_id);
+    let resource = by_sp(&assignment.resource_id);
+    let role = resource.and_then(|r| r.app_roles.iter().find(|role| role.id == assignment.app_role_id));
+    json!({
+        "id": assignment.id,
+        "appRoleId": assignment.app_role_id,
+        "appRoleValue": role.map(|r| r.value.clone()),
+        "createdDateTime": rfc3339(assignment.created_date_time),
+        "principalId": assignment.principal_id,
+        "principalType": "ServicePrincipal",
+        "principalDisplayName": principal.map(|p| p.display_name.clone()),
+        "principalAppId": principal.map(|p| p.app_id.clone()),
+        "resourceId": assignment.resource_id,
+        "resourceDisplayName": resource.map(|r| r.display_name.clone()),
+        "resourceAppId": resource.map(|r| r.app_id.clone()),
+    })
+}
+
+fn organization_json(tenant: &Tenant) -> Value {
+    json!({
+        "id": tenant.id,
+        "displayName": tenant.display_name,
+        "createdDateTime": rfc3339(tenant.created_at),
+        "verifiedDomains": tenant.domains.iter().enumerate().map(|(i, d)| json!({"name": d, "isDefault": i == 0, "isInitial": i == 0})).collect::<Vec<_>>(),
+        "signingAlgorithm": tenant.signing_algorithm.as_str(),
+        "credentialPolicy": tenant.policy,
+    })
+}
+
+// ----- organization ----------------------------------------------------------------------------------
+
+async fn organization(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Read)?;
+    let tenant = state.core.tenant(&auth)?;
+    Ok(list("organization", vec![organization_json(&tenant)]))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OrganizationPatch {
+    signing_algorithm: Option<String>,
+    credential_policy: Option<CredentialPolicy>,
+}
+
+async fn update_organization(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Body(patch): Body<OrganizationPatch>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let algorithm = match patch.signing_algorithm.as_deref() {
+        None => None,
+        Some(name) => Some(Algorithm::parse(name).ok_or_else(|| ApiError::bad_request(format!("signingAlgorithm '{}' is not one of RS256, ES256, EdDSA.", clavis_core::identity::truncate(name, 20))))?),
+    };
+    let tenant = state.core.update_tenant(&auth, &context, algorithm, patch.credential_policy).await?;
+    Ok(ok(organization_json(&tenant)))
+}
+
+// ----- applications -----------------------------------------------------------------------------------
+
+async fn list_applications(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Read)?;
+    let now = state.core.now();
+    let applications = state.core.applications(&auth).await?;
+    Ok(list("applications", applications.iter().map(|a| application_json(a, now)).collect()))
+}
+
+async fn application(State(state): State<AppState>, Caller(principal): Caller, Path(id): Path<String>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Read)?;
+    let application = state.core.application(&auth, &id).await?;
+    Ok(ok(application_json(&application, state.core.now())))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AppRoleInput {
+    id: Option<String>,
+    value: String,
+    display_name: Option<String>,
+    description: Option<String>,
+    allowed_member_types: Option<Vec<String>>,
+    is_enabled: Option<bool>,
+}
+
+impl AppRoleInput {
+    fn into_role(self) -> AppRole {
+        AppRole {
+            id: self.id.unwrap_or_default().to_ascii_lowercase(),
+            display_name: self.display_name.unwrap_or_default(),
+            description: self.description.unwrap_or_default(),
+            allowed_member_types: self.allowed_member_types.unwrap_or_else(|| vec!["Application".into()]),
+            is_enabled: self.is_enabled.unwrap_or(true),
+            value: self.value,
+        }
+    }
+}
+
+fn roles_with_ids(inputs: Vec<AppRoleInput>) -> Vec<AppRole> {
+    inputs
+        .into_iter()
+        .map(|input| {
+            let mut role = input.into_role();
+            if role.id.is_empty() {
+                role.id = clavis_crypto::random::guid();
+            }
+            if role.display_name.is_empty() {
+                role.display_name = role.value.clone();
+            }
+            role
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ApiSettings {
+    requested_access_token_version: Option<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateApplication {
+    display_name: String,
+    #[serde(default)]
+    identifier_uris: Vec<String>,
+    #[serde(default)]
+    app_roles: Vec<AppRoleInput>,
+    api: Option<ApiSettings>,
+}
+
+async fn create_application(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Body(body): Body<CreateApplication>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
+    let new = NewApplication {
+        display_name: body.display_name,
+        identifier_uris: body.identifier_uris,
+        app_roles: roles_with_ids(body.app_roles),
+        requested_access_token_version: body.api.and_then(|a| a.requested_access_token_version),
+    };
+    let application = state.core.create_application(&auth, &context, new).await?;
+    Ok(created(application_json(&application, state.core.now())))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateApplication {
+    display_name: Option<String>,
+    identifier_uris: Option<Vec<String>>,
+    app_roles: Option<Vec<AppRoleInput>>,
+    api: Option<ApiSettings>,
+}
+
+async fn update_application(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path(id): Path<String>, Body(body): Body<UpdateApplication>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
+    let patch = ApplicationPatch {
+        display_name: body.display_name,
+        identifier_uris: body.identifier_uris,
+        app_roles: body.app_roles.map(roles_with_ids),
+        requested_access_token_version: body.api.map(|a| a.requested_access_token_version),
+    };
+    state.core.update_application(&auth, &context, &id, patch).await?;
+    Ok(no_content())
+}
+
+async fn delete_application(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path(id): Path<String>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
+    state.core.delete_application(&auth, &context, &id).await?;
+    Ok(no_content())
+}
+
+async fn add_app_role(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path(id): Path<String>, Body(body): Body<AppRoleInput>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
+    let role = state.core.add_app_role(&auth, &context, &id, body.into_role()).await?;
+    Ok(created(json!(role)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PasswordInput {
+    display_name: Option<String>,
+    start_date_time: Option<String>,
+    end_date_time: Option<String>,
+    secret_text: Option<String>,
+    key_id: Option<String>,
+    custom_key_identifier: Option<Value>,
+    hint: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddPassword {
+    password_credential: Option<PasswordInput>,
+}
+
+async fn add_password(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path(id): Path<String>, Body(body): Body<AddPassword>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
+    let input = body.password_credential.unwrap_or_default();
+    if input.secret_text.is_some() {
+        return Err(ApiError::bad_request("secretText cannot be chosen: Clavis generates every client secret (210 bits of entropy) and returns it once.".into()));
+    }
+    if input.key_id.is_some() || input.hint.is_some() || input.custom_key_identifier.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::bad_request("keyId, hint and customKeyIdentifier are assigned by Clavis and cannot be set.".into()));
+    }
+    let request = PasswordRequest {
+        display_name: input.display_name,
+        start: input.start_date_time.as_deref().map(|t| parse_time("startDateTime", t)).transpose()?,
+        end: input.end_date_time.as_deref().map(|t| parse_time("endDateTime", t)).transpose()?,
+    };
+    let new_password = state.core.add_password(&auth, &context, &id, request).await?;
+    let mut body = password_json(&new_password.credential, state.core.now());
+    body["secretText"] = json!(new_password.secret.expose());
+    body["@odata.context"] = json!("$metadata#microsoft.graph.passwordCredential");
+    Ok(ok(body))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RemovePassword {
+    key_id: String,
+}
+
+async fn remove_password(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path(id): Path<String>, Body(body): Body<RemovePassword>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
+    state.core.remove_password(&auth, &context, &id, &body.key_id).await?;
+    Ok(no_content())
+}
+
+// ----- service principals and app role assignments ----------------------------------------------------
+
+async fn list_service_principals(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Read)?;
+    let applications = state.core.service_principals(&auth).await?;
+    Ok(list("servicePrincipals", applications.iter().map(service_principal_json).collect()))
+}
+
+async fn service_principal(State(state): State<AppState>, Caller(principal): Caller, Path(id): Path<String>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Read)?;
+    let application = state.core.service_principal(&auth, &id).await?;
+    Ok(ok(service_principal_json(&application)))
+}
+
+async fn assignments(state: &AppState, principal: &clavis_core::policy::Principal, id: &str, as_resource: bool) -> ApiResult {
+    let auth = state.core.authorize(principal, Permission::Read)?;
+    let application = state.core.service_principal(&auth, id).await?;
+    let assignments = state.core.assignments(&auth, &application.id, as_resource).await?;
+    let applications = state.core.applications(&auth).await?;
+    Ok(list("appRoleAssignments", assignments.iter().map(|a| assignment_json(a, &applications)).collect()))
+}
+
+async fn assignments_of_principal(State(state): State<AppState>, Caller(principal): Caller, Path(id): Path<String>) -> ApiResult {
+    assignments(&state, &principal, &id, false).await
+}
+
+async fn assignments_of_resource(State(state): State<AppState>, Caller(principal): Caller, Path(id): Path<String>) -> ApiResult {
+    assignments(&state, &principal, &id, true).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GrantRole {
+    principal_id: String,
+    resource_id: Option<String>,
+    app_role_id: String,
+}
+
+async fn grant_role(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path(id): Path<String>, Body(body): Body<GrantRole>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
+    let resource = state.core.service_principal(&auth, &id).await?;
+    if let Some(resource_id) = body.resource_id.as_deref() {
+        if !resource_id.eq_ignore_ascii_case(&resource.service_principal_id) && !resource_id.eq_ignore_ascii_case(&resource.app_id) && !resource_id.eq_ignore_ascii_case(&resource.id) {
+            return Err(ApiError::bad_request("resourceId must name the service principal in the URL.".into()));
+        }
+    }
+    let assignment = state.core.grant_role(&auth, &context, &body.principal_id, &resource.id, &body.app_role_id).await?;
+    let applications = state.core.applications(&auth).await?;
+    Ok(created(assignment_json(&assignment, &applications)))
+}
+
+async fn revoke_role(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path((_id, assignment)): Path<(String, String)>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
+    state.core.revoke_role(&auth, &context, &assignment).await?;
+    Ok(no_content())
+}
+
+// ----- instance operations -------------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RotateMasterKey {
+    new_master_key: Option<String>,
+}
+
+/// Re-wraps every key under a new master key. When Clavis keeps the master key in its data
+/// directory it writes the new key there (crash-safe: written beside, committed, then renamed);
+/// when the key came from the environment, the caller supplies the new one and must update the
+/// environment before the next start.
+async fn rotate_master_key(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Body(body): Body<RotateMasterKey>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let supplied = body.new_master_key.as_deref().map(MasterKey::parse).transpose().map_err(|_| ApiError::bad_request("newMasterKey must be 32 bytes, as base64 or 64 hex digits.".into()))?;
+    let (new_key, file) = match (&state.master_key_file, supplied) {
+        (Some(file), supplied) => (supplied.unwrap_or_else(MasterKey::generate), Some(file.clone())),
+        (None, Some(supplied)) => (supplied, None),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "This instance's master key comes from the environment (CLAVIS_MASTER_KEY or CLAVIS_MASTER_KEY_FILE); supply the new key with `clavis keys rotate-master --new-key-file FILE` and update the environment before the next start.".into(),
+            ))
+        }
+    };
+    let pending = match &file {
+        Some(file) => Some(write_pending_master_key(file, &new_key).map_err(|e| {
+            tracing::error!(error = %e, "cannot write the new master key file");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "The new master key could not be written to the data directory; nothing was changed.".into())
+        })?),
+        None => None,
+    };
+    let id = state.core.rotate_master_key(&auth, &context, new_key).await.inspect_err(|_| {
+        if let Some(pending) = &pending {
+            let _ = std::fs::remove_file(pending);
+        }
+    })?;
+    if let (Some(file), Some(pending)) = (&file, &pending) {
+        std::fs::rename(pending, file).map_err(|e| {
+            tracing::error!(error = %e, "cannot move the new master key into place; it is kept beside the old one and picked up at the next start");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "The keys were re-wrapped but the new master key file could not be moved into place; Clavis will find it at the next start.".into())
+        })?;
+    }
+    Ok(ok(json!({"masterKeyId": id, "storedIn": file.map(|f| f.display().to_string())})))
+}
+
+/// The file a new master key is written to before the re-wrap commits.
+pub fn pending_master_key_path(file: &std::path::Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".next");
+    PathBuf::from(name)
+}
+
+fn write_pending_master_key(file: &std::path::Path, key: &MasterKey) -> std::io::Result<PathBuf> {
+    use std::io::Write as _;
+    let pending = pending_master_key_path(file);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut handle = options.open(&pending)?;
+    handle.write_all(key.to_text().as_bytes())?;
+    handle.sync_all()?;
+    Ok(pending)
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn audit_records(State(state): State<AppState>, Caller(principal): Caller, Query(query): Query<AuditQuery>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let records = state.core.audit_records(&auth, query.after.unwrap_or(0), query.limit.unwrap_or(100)).await?;
+    Ok(list("auditRecords", records.iter().map(|r| json!(r)).collect()))
+}

@@ -1,0 +1,484 @@
+//! The `clavis` commands other than `serve`: thin callers of the management API.
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use crate::client::{Client, Connection, Identity};
+use crate::output::{self, field, Format};
+
+/// Options every client command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Register an application.
+    Create {
+        /// Its display name.
+        name: String,
+        /// An application ID URI (api://…) clients use to name it as a resource; repeatable.
+        #[arg(long = "identifier-uri")]
+        identifier_uris: Vec<String>,
+        /// Token version issued when this application is the resource (1 or 2; Entra's default is 1).
+        #[arg(long)]
+        token_version: Option<u8>,
+    },
+    /// List applications.
+    List,
+    /// Show one application (by object id, client id or unique display name).
+    Show { app: String },
+    /// Delete an application with its secrets and role assignments.
+    Delete { app: String },
+    /// Client secrets of an application.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// App roles: define them on a resource application and grant them to client applications.
+    #[command(subcommand)]
+    Role(RoleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Add a client secret; its value is printed once and cannot be retrieved again.
+    Add {
+        app: String,
+        /// A description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Lifetime in days (default: the tenant policy's default, 180).
+        #[arg(long, conflicts_with = "end")]
+        days: Option<i64>,
+        /// End date-time (RFC 3339, e.g. 2027-06-30T00:00:00Z).
+        #[arg(long)]
+        end: Option<String>,
+        /// Start date-time (RFC 3339); default now.
+        #[arg(long)]
+        start: Option<String>,
+    },
+    /// List an application's client secrets (never their values).
+    List { app: String },
+    /// Remove a client secret.
+    Remove {
+        app: String,
+        /// The secret's keyId.
+        #[arg(long)]
+        key_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Define an app role on a (resource) application.
+    Add {
+        app: String,
+        /// The value that appears in the roles claim, e.g. Orders.Read.
+        #[arg(long)]
+        value: String,
+        /// A description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Show the roles an application defines and the grants it holds and gives.
+    List { app: String },
+    /// Grant a client application a role of a resource application.
+    Grant {
+        /// The client application that receives the role.
+        #[arg(long)]
+        client: String,
+        /// The resource application that defines the role.
+        #[arg(long)]
+        resource: String,
+        /// The role's value or id.
+        #[arg(long)]
+        role: String,
+    },
+    /// Remove a grant by its assignment id (see `clavis app role list`).
+    Revoke {
+        /// The client application holding the grant.
+        #[arg(long)]
+        client: String,
+        /// The assignment id.
+        #[arg(long)]
+        assignment: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Request an access token (for troubleshooting) as the configured identity.
+    Get {
+        /// The scope, e.g. api://my-api/.default (default: the management API).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Print the token's header and claims instead of the token.
+        #[arg(long)]
+        decode: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Show the tenant: id, domains, signing algorithm, credential policy and endpoints.
+    Show,
+    /// Change the tenant's signing algorithm or credential policy.
+    Update {
+        /// RS256, ES256 or EdDSA: a new key signs at once; the old one stays published until its tokens expire.
+        #[arg(long)]
+        signing_algorithm: Option<String>,
+        /// Longest allowed client-secret lifetime, in days.
+        #[arg(long)]
+        max_secret_days: Option<i64>,
+        /// Client-secret lifetime when none is asked for, in days.
+        #[arg(long)]
+        default_secret_days: Option<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-wrap every key under a new master key while the server keeps serving.
+    RotateMaster {
+        /// The new master key (base64 or hex). Needed when the key comes from the environment;
+        /// otherwise Clavis generates it and writes it to the data directory.
+        #[arg(long)]
+        new_key_file: Option<std::path::PathBuf>,
+    },
+}
+
+/// Resolves an application named by object id, client id or unique display name.
+async fn resolve_app(client: &mut Client, name: &str) -> Result<Value> {
+    if clavis_core::identity::is_guid(name) {
+        return client.call(Method::GET, &format!("/v1.0/applications/{name}"), None).await;
+    }
+    let list = client.call(Method::GET, "/v1.0/applications", None).await?;
+    let matches: Vec<&Value> = list["value"].as_array().map(|v| v.iter().filter(|a| a["displayName"].as_str() == Some(name)).collect()).unwrap_or_default();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!("no application is named '{name}'; name it by object id, client id or exact display name (see `clavis app list`)"),
+        _ => bail!("{} applications are named '{name}'; name one by its client id", matches.len()),
+    }
+}
+
+fn app_id(app: &Value) -> Result<String> {
+    app["id"].as_str().map(str::to_string).ok_or_else(|| anyhow!("the server's answer has no application id"))
+}
+
+fn parse_time(text: &str) -> Result<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).with_context(|| format!("'{text}' is not an RFC 3339 date-time such as 2027-06-30T00:00:00Z"))
+}
+
+/// Runs `clavis app …`.
+pub async fn app(global: &Global, command: AppCommand) -> Result<()> {
+    let mut client = Client::new(Identity::resolve(&global.connection)?)?;
+    match command {
+        AppCommand::Create { name, identifier_uris, token_version } => {
+            let mut body = json!({"displayName": name, "identifierUris": identifier_uris});
+            if let Some(version) = token_version {
+                body["api"] = json!({"requestedAccessTokenVersion": version});
+            }
+            let app = client.call(Method::POST, "/v1.0/applications", Some(body)).await?;
+            match global.output {
+                Format::Json => output::json(&app),
+                Format::Table => output::pairs(&[
+                    ("Application created:", field(&app, "/displayName")),
+                    ("Client id (appId):", field(&app, "/appId")),
+                    ("Object id:", field(&app, "/id")),
+                    ("Identifier URIs:", app["identifierUris"].as_array().map(|u| u.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
+                    ("Next:", format!("clavis app secret add {}", field(&app, "/appId"))),
+                ]),
+            }
+        }
+        AppCommand::List => {
+            let list = client.call(Method::GET, "/v1.0/applications", None).await?;
+            match global.output {
+                Format::Json => output::json(&list),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = list["value"]
+                        .as_array()
+                        .map(|apps| {
+                            apps.iter()
+                                .map(|a| {
+                                    vec![
+                                        field(a, "/displayName"),
+                                        field(a, "/appId"),
+                                        a["passwordCredentials"].as_array().map_or(0, Vec::len).to_string(),
+                                        a["identifierUris"].as_array().map(|u| u.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
+                                    ]
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    output::table(&["NAME", "CLIENT ID", "SECRETS", "IDENTIFIER URIS"], &rows);
+                }
+            }
+        }
+        AppCommand::Show { app } => {
+            let app = resolve_app(&mut client, &app).await?;
+            match global.output {
+                Format::Json => output::json(&app),
+                Format::Table => {
+                    let tenant = client.identity().tenant.clone();
+                    let url = client.identity().url.clone();
+                    output::pairs(&[
+                        ("Name:", field(&app, "/displayName")),
+                        ("Client id (appId):", field(&app, "/appId")),
+                        ("Object id:", field(&app, "/id")),
+                        ("Service principal id:", field(&app, "/servicePrincipalId")),
+                        ("Identifier URIs:", app["identifierUris"].as_array().map(|u| u.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
+                        ("App roles:", app["appRoles"].as_array().map(|r| r.iter().filter_map(|r| r["value"].as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
+                        ("Secrets:", app["passwordCredentials"].as_array().map_or(0, Vec::len).to_string()),
+                        ("Token endpoint:", format!("{url}/{tenant}/oauth2/v2.0/token")),
+                        ("Authority:", format!("{url}/{tenant}")),
+                    ]);
+                }
+            }
+        }
+        AppCommand::Delete { app } => {
+            let app = resolve_app(&mut client, &app).await?;
+            client.call(Method::DELETE, &format!("/v1.0/applications/{}", app_id(&app)?), None).await?;
+            println!("Deleted application {} ({}).", field(&app, "/displayName"), field(&app, "/appId"));
+        }
+        AppCommand::Secret(command) => secret(global, &mut client, command).await?,
+        AppCommand::Role(command) => role(global, &mut client, command).await?,
+    }
+    Ok(())
+}
+
+async fn secret(global: &Global, client: &mut Client, command: SecretCommand) -> Result<()> {
+    match command {
+        SecretCommand::Add { app, description, days, end, start } => {
+            let app = resolve_app(client, &app).await?;
+            let mut credential = json!({});
+            if let Some(description) = description {
+                credential["displayName"] = json!(description);
+            }
+            let start_at = start.as_deref().map(parse_time).transpose()?;
+            if let Some(start_at) = start_at {
+                credential["startDateTime"] = json!(start_at.format(&Rfc3339)?);
+            }
+            if let Some(end) = end {
+                credential["endDateTime"] = json!(parse_time(&end)?.format(&Rfc3339)?);
+            } else if let Some(days) = days {
+                let from = start_at.unwrap_or_else(OffsetDateTime::now_utc);
+                credential["endDateTime"] = json!((from + Duration::days(days)).format(&Rfc3339)?);
+            }
+            let added = client.call(Method::POST, &format!("/v1.0/applications/{}/addPassword", app_id(&app)?), Some(json!({"passwordCredential": credential}))).await?;
+            match global.output {
+                Format::Json => output::json(&added),
+                Format::Table => {
+                    output::pairs(&[
+                        ("Secret value:", field(&added, "/secretText")),
+                        ("Key id:", field(&added, "/keyId")),
+                        ("Hint:", field(&added, "/hint")),
+                        ("Valid from:", field(&added, "/startDateTime")),
+                        ("Expires:", field(&added, "/endDateTime")),
+                        ("Client id:", field(&app, "/appId")),
+                    ]);
+                    eprintln!("\nCopy the secret value now: Clavis keeps only a keyed hash of it and cannot show it again.");
+                }
+            }
+        }
+        SecretCommand::List { app } => {
+            let app = resolve_app(client, &app).await?;
+            match global.output {
+                Format::Json => output::json(&app["passwordCredentials"]),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = app["passwordCredentials"]
+                        .as_array()
+                        .map(|list| {
+                            list.iter()
+                                .map(|c| {
+                                    vec![
+                                        field(c, "/keyId"),
+                                        field(c, "/hint"),
+                                        field(c, "/displayName"),
+                                        field(c, "/state"),
+                                        field(c, "/startDateTime"),
+                                        field(c, "/endDateTime"),
+                                        field(c, "/lastUsed/lastUsedDateTime"),
+                                        field(c, "/lastUsed/useCount"),
+                                    ]
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    output::table(&["KEY ID", "HINT", "DESCRIPTION", "STATE", "START", "END", "LAST USED", "USES"], &rows);
+                }
+            }
+        }
+        SecretCommand::Remove { app, key_id } => {
+            let app = resolve_app(client, &app).await?;
+            client.call(Method::POST, &format!("/v1.0/applications/{}/removePassword", app_id(&app)?), Some(json!({"keyId": key_id}))).await?;
+            println!("Removed secret {key_id} from {}.", field(&app, "/displayName"));
+        }
+    }
+    Ok(())
+}
+
+async fn role(global: &Global, client: &mut Client, command: RoleCommand) -> Result<()> {
+    match command {
+        RoleCommand::Add { app, value, description } => {
+            let app = resolve_app(client, &app).await?;
+            let mut body = json!({"value": value});
+            if let Some(description) = description {
+                body["description"] = json!(description);
+            }
+            let role = client.call(Method::POST, &format!("/v1.0/applications/{}/appRoles", app_id(&app)?), Some(body)).await?;
+            match global.output {
+                Format::Json => output::json(&role),
+                Format::Table => println!("Defined role {} ({}) on {}.", field(&role, "/value"), field(&role, "/id"), field(&app, "/displayName")),
+            }
+        }
+        RoleCommand::List { app } => {
+            let app = resolve_app(client, &app).await?;
+            let sp = field(&app, "/servicePrincipalId");
+            let held = client.call(Method::GET, &format!("/v1.0/servicePrincipals/{sp}/appRoleAssignments"), None).await?;
+            let given = client.call(Method::GET, &format!("/v1.0/servicePrincipals/{sp}/appRoleAssignedTo"), None).await?;
+            if global.output == Format::Json {
+                output::json(&json!({"appRoles": app["appRoles"], "appRoleAssignments": held["value"], "appRoleAssignedTo": given["value"]}));
+                return Ok(());
+            }
+            println!("Roles defined by {}:", field(&app, "/displayName"));
+            let defined: Vec<Vec<String>> = app["appRoles"].as_array().map(|r| r.iter().map(|r| vec![field(r, "/value"), field(r, "/id"), field(r, "/isEnabled"), field(r, "/description")]).collect()).unwrap_or_default();
+            output::table(&["VALUE", "ID", "ENABLED", "DESCRIPTION"], &defined);
+            let grants = |list: &Value| -> Vec<Vec<String>> {
+                list["value"].as_array().map(|a| a.iter().map(|g| vec![field(g, "/id"), field(g, "/principalDisplayName"), field(g, "/resourceDisplayName"), field(g, "/appRoleValue")]).collect()).unwrap_or_default()
+            };
+            println!("\nGrants it holds:");
+            output::table(&["ASSIGNMENT ID", "CLIENT", "RESOURCE", "ROLE"], &grants(&held));
+            println!("\nGrants of its roles to others:");
+            output::table(&["ASSIGNMENT ID", "CLIENT", "RESOURCE", "ROLE"], &grants(&given));
+        }
+        RoleCommand::Grant { client: client_app, resource, role } => {
+            let client_app = resolve_app(client, &client_app).await?;
+            let resource = resolve_app(client, &resource).await?;
+            let body = json!({"principalId": field(&client_app, "/servicePrincipalId"), "resourceId": field(&resource, "/servicePrincipalId"), "appRoleId": role});
+            let assignment = client.call(Method::POST, &format!("/v1.0/servicePrincipals/{}/appRoleAssignedTo", field(&resource, "/servicePrincipalId")), Some(body)).await?;
+            match global.output {
+                Format::Json => output::json(&assignment),
+                Format::Table => println!(
+                    "Granted {} of {} to {} (assignment {}). Tokens issued from now on carry it in their roles claim.",
+                    field(&assignment, "/appRoleValue"),
+                    field(&resource, "/displayName"),
+                    field(&client_app, "/displayName"),
+                    field(&assignment, "/id")
+                ),
+            }
+        }
+        RoleCommand::Revoke { client: client_app, assignment } => {
+            let client_app = resolve_app(client, &client_app).await?;
+            client.call(Method::DELETE, &format!("/v1.0/servicePrincipals/{}/appRoleAssignments/{assignment}", field(&client_app, "/servicePrincipalId")), None).await?;
+            println!("Removed assignment {assignment}.");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `clavis token get`.
+pub async fn token(global: &Global, command: TokenCommand) -> Result<()> {
+    let TokenCommand::Get { scope, decode } = command;
+    let client = Client::new(Identity::resolve(&global.connection)?)?;
+    let scope = scope.unwrap_or_else(|| format!("{}/.default", clavis_core::policy::MANAGEMENT_API_URI));
+    let answer = client.request_token(&scope).await?;
+    if answer.status != 200 {
+        let description = answer.body.get("error_description").and_then(Value::as_str).unwrap_or("(no description)");
+        if global.output == Format::Json {
+            output::json(&answer.body);
+        } else {
+            eprintln!("Token request refused (HTTP {}): {}", answer.status, field(&answer.body, "/error"));
+            eprintln!("{}", description.replace("\r\n", "\n"));
+        }
+        std::process::exit(1);
+    }
+    let token = answer.body["access_token"].as_str().unwrap_or_default().to_string();
+    if decode {
+        let segment = |i: usize| -> Value {
+            token.split('.').nth(i).and_then(|s| clavis_crypto::b64url_decode(s).ok()).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null)
+        };
+        output::json(&json!({"header": segment(0), "claims": segment(1), "expires_in": answer.body["expires_in"]}));
+    } else if global.output == Format::Json {
+        output::json(&answer.body);
+    } else {
+        println!("{token}");
+    }
+    Ok(())
+}
+
+/// Runs `clavis tenant …`.
+pub async fn tenant(global: &Global, command: TenantCommand) -> Result<()> {
+    let mut client = Client::new(Identity::resolve(&global.connection)?)?;
+    let organization = match command {
+        TenantCommand::Show => client.call(Method::GET, "/v1.0/organization", None).await?["value"][0].clone(),
+        TenantCommand::Update { signing_algorithm, max_secret_days, default_secret_days } => {
+            let mut body = json!({});
+            if let Some(algorithm) = signing_algorithm {
+                body["signingAlgorithm"] = json!(algorithm);
+            }
+            if max_secret_days.is_some() || default_secret_days.is_some() {
+                let current = client.call(Method::GET, "/v1.0/organization", None).await?["value"][0]["credentialPolicy"].clone();
+                let mut policy = current;
+                if let Some(days) = max_secret_days {
+                    policy["maxPasswordLifetimeDays"] = json!(days);
+                }
+                if let Some(days) = default_secret_days {
+                    policy["defaultPasswordLifetimeDays"] = json!(days);
+                }
+                body["credentialPolicy"] = policy;
+            }
+            client.call(Method::PATCH, "/v1.0/organization", Some(body)).await?
+        }
+    };
+    match global.output {
+        Format::Json => output::json(&organization),
+        Format::Table => {
+            let url = client.identity().url.clone();
+            let id = field(&organization, "/id");
+            output::pairs(&[
+                ("Tenant id:", id.clone()),
+                ("Name:", field(&organization, "/displayName")),
+                ("Domains:", organization["verifiedDomains"].as_array().map(|d| d.iter().filter_map(|d| d["name"].as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
+                ("Signing algorithm:", field(&organization, "/signingAlgorithm")),
+                ("Max secret lifetime:", format!("{} days", field(&organization, "/credentialPolicy/maxPasswordLifetimeDays"))),
+                ("Default secret lifetime:", format!("{} days", field(&organization, "/credentialPolicy/defaultPasswordLifetimeDays"))),
+                ("Authority:", format!("{url}/{id}")),
+                ("Discovery:", format!("{url}/{id}/v2.0/.well-known/openid-configuration")),
+                ("Token endpoint:", format!("{url}/{id}/oauth2/v2.0/token")),
+                ("JWKS:", format!("{url}/{id}/discovery/v2.0/keys")),
+            ]);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `clavis keys …`.
+pub async fn keys(global: &Global, command: KeysCommand) -> Result<()> {
+    let KeysCommand::RotateMaster { new_key_file } = command;
+    let mut client = Client::new(Identity::resolve(&global.connection)?)?;
+    let mut body = json!({});
+    if let Some(path) = new_key_file {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        body["newMasterKey"] = json!(text.trim());
+    }
+    let answer = client.call(Method::POST, "/v1.0/clavis/rotateMasterKey", Some(body)).await?;
+    match global.output {
+        Format::Json => output::json(&answer),
+        Format::Table => {
+            println!("Every key is now wrapped by master key {}.", field(&answer, "/masterKeyId"));
+            match answer["storedIn"].as_str() {
+                Some(file) => println!("Clavis wrote the new master key to {file}; back it up."),
+                None => println!("Update CLAVIS_MASTER_KEY / CLAVIS_MASTER_KEY_FILE to the new key before the next start."),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! `clavis serve`: wiring only. Configuration → store → master key → core → TLS → server.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+
+use clavis_core::clock::SystemClock;
+use clavis_core::keys::RotationSchedule;
+use clavis_core::store::Store as _;
+use clavis_core::{BootstrapCredential, Core, CoreSettings};
+use clavis_crypto::MasterKey;
+use clavis_server::{jobs, AppState};
+use clavis_store::SqlStore;
+
+use crate::config::{absolute, public_host, Config, MasterKeySource};
+
+/// Writes `contents` to a new file readable only by its owner, durably.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn read_master_key(path: &Path) -> Result<MasterKey> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the master key file {}", path.display()))?;
+    MasterKey::parse(&text).map_err(|_| anyhow::anyhow!("the master key file {} does not hold a 32-byte key (base64 or 64 hex digits)", path.display()))
+}
+
+/// Finds the master key, creating it in the data directory on first start. An interrupted
+/// master-key rotation (a `master.key.next` beside `master.key`) is completed here: whichever
+/// key the store's rows are wrapped with wins.
+async fn resolve_master_key(config: &Config, store: &SqlStore) -> Result<(MasterKey, Option<PathBuf>)> {
+    let wrapped = store.wrapped_keys().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store_key_id = wrapped.first().map(|k| k.master_key_id.clone());
+    match &config.master_key {
+        MasterKeySource::Environment => {
+            let text = std::env::var("CLAVIS_MASTER_KEY").unwrap_or_default();
+            let key = MasterKey::parse(&text).map_err(|_| anyhow::anyhow!("CLAVIS_MASTER_KEY does not hold a 32-byte key (base64 or 64 hex digits)"))?;
+            Ok((key, None))
+        }
+        MasterKeySource::OperatorFile(path) => Ok((read_master_key(path)?, None)),
+        MasterKeySource::DataDir(path) => {
+            let pending = clavis_server::api::pending_master_key_path(path);
+            if pending.exists() {
+                let next = read_master_key(&pending)?;
+                if store_key_id.as_deref() == Some(next.id()) {
+                    std::fs::rename(&pending, path).context("cannot complete the interrupted master key rotation")?;
+                    eprintln!("completed an interrupted master key rotation: {} is now the master key", path.display());
+                    return Ok((next, Some(path.clone())));
+                }
+                std::fs::remove_file(&pending).ok();
+            }
+            if path.exists() {
+                return Ok((read_master_key(path)?, Some(path.clone())));
+            }
+            if let Some(id) = store_key_id {
+                bail!("the store's keys are wrapped by master key {id}, but {} does not exist; restore that file or give the key with CLAVIS_MASTER_KEY", path.display());
+            }
+            let key = MasterKey::generate();
+            write_private(path, key.to_text().as_bytes())?;
+            Ok((key, Some(path.clone())))
+        }
+    }
+}
+
+/// Loads the configured certificate, or creates and renews the development PKI.
+fn tls_files(config: &Config) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
+    if let Some((cert, key)) = &config.tls {
+        return Ok((cert.clone(), key.clone(), None));
+    }
+    let dir = config.data_dir.join("tls");
+    std::fs::create_dir_all(&dir)?;
+    let (ca_cert, ca_key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    let (server_cert, server_key, names_file) = (dir.join("server.pem"), dir.join("server-key.pem"), dir.join("server.names"));
+    let now = time::OffsetDateTime::now_utc();
+    if !ca_cert.exists() || !ca_key.exists() {
+        let ca = clavis_crypto::tls::generate_ca(now).map_err(|e| anyhow::anyhow!("cannot create the development CA: {e}"))?;
+        write_private(&ca_key, ca.key_pem.as_bytes())?;
+        std::fs::write(&ca_cert, ca.cert_pem.as_bytes())?;
+        std::fs::remove_file(&server_cert).ok();
+    }
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), "*.vault.localhost".to_string()];
+    let host = public_host(config);
+    if !names.contains(&host) {
+        names.push(host.clone());
+        names.push(format!("*.vault.{host}"));
+    }
+    let wanted = names.join(",");
+    let current = std::fs::read_to_string(&names_file).unwrap_or_default();
+    let age_ok = std::fs::metadata(&server_cert).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() < 300 * 86_400);
+    if current != wanted || !server_cert.exists() || !age_ok {
+        let ca_key_pem = std::fs::read_to_string(&ca_key)?;
+        let leaf = clavis_crypto::tls::issue_server_cert(&ca_key_pem, &names, now).map_err(|e| anyhow::anyhow!("cannot issue the development server certificate: {e}"))?;
+        write_private(&server_key, leaf.key_pem.as_bytes())?;
+        std::fs::write(&server_cert, leaf.cert_pem.as_bytes())?;
+        std::fs::write(&names_file, wanted)?;
+    }
+    Ok((server_cert, server_key, Some(ca_cert)))
+}
+
+fn write_bootstrap(config: &Config, bootstrap: &BootstrapCredential, ca: Option<&Path>) -> Result<PathBuf> {
+    let path = config.data_dir.join("bootstrap.json");
+    let document = json!({
+        "tenantId": bootstrap.tenant_id,
+        "tenantDomain": bootstrap.tenant_domain,
+        "clientId": bootstrap.client_id,
+        "clientSecret": bootstrap.client_secret.expose(),
+        "keyId": bootstrap.key_id,
+        "expiresAt": bootstrap.expires_at.format(&Rfc3339).unwrap_or_default(),
+        "authority": format!("{}/{}", config.public_url, bootstrap.tenant_id),
+        "url": config.public_url,
+        "scope": format!("{}/.default", clavis_core::policy::MANAGEMENT_API_URI),
+        "caCertificate": ca.map(|p| absolute(p).display().to_string()),
+    });
+    write_private(&path, serde_json::to_string_pretty(&document)?.as_bytes())?;
+    Ok(path)
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<()> {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700)).ok();
+    }
+    let store = SqlStore::open(&config.database_url).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (master, master_file) = resolve_master_key(&config, &store).await?;
+    let settings = CoreSettings {
+        public_url: config.public_url.clone(),
+        token_lifetime_min: config.token_lifetime.0,
+        token_lifetime_max: config.token_lifetime.1,
+        credential_clock_skew: config.clock_skew,
+        rotation: RotationSchedule { period: config.rotation_period, publish_ahead: config.publish_ahead, retain_after: config.token_lifetime.1 + time::Duration::minutes(10) },
+        default_tenant_domain: config.tenant_domain.clone(),
+        default_tenant_name: config.tenant_name.clone(),
+        default_signing_algorithm: config.signing_algorithm,
+    };
+    let store_for_close = store.clone();
+    let (core, bootstrap) = Core::open(Arc::new(store), Arc::new(SystemClock), master, settings).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let core = Arc::new(core);
+    let (cert, key, ca) = tls_files(&config)?;
+    let tls = clavis_server::tls::server_config(&std::fs::read(&cert).with_context(|| format!("cannot read {}", cert.display()))?, &std::fs::read(&key).with_context(|| format!("cannot read {}", key.display()))?)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let bootstrap_file = match &bootstrap {
+        Some(bootstrap) => Some(write_bootstrap(&config, bootstrap, ca.as_deref())?),
+        None => None,
+    };
+    drop(bootstrap);
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = AppState { core: core.clone(), ready: ready.clone(), master_key_file: master_file };
+    let router = clavis_server::router(state);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let intervals = jobs::Intervals { refresh: config.refresh_interval, usage_flush: config.usage_flush_interval, key_rotation: config.key_rotation_interval };
+    let jobs = jobs::spawn(core.clone(), intervals, stop_rx);
+    print_banner(&config, &core, local, ca.as_deref(), bootstrap_file.as_deref(), started);
+    ready.store(true, Ordering::Release);
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections; draining requests");
+        ready.store(false, Ordering::Release);
+    };
+    clavis_server::serve::serve(listener, tls, router, shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = jobs.await;
+    store_for_close.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn print_banner(config: &Config, core: &Core, local: std::net::SocketAddr, ca: Option<&Path>, bootstrap: Option<&Path>, started: std::time::Instant) {
+    let tenant = core.default_tenant();
+    let mut out = String::new();
+    out.push_str(&format!("Clavis {} is serving {} (listening on {local}, store: {})\n", env!("CARGO_PKG_VERSION"), config.public_url, core.store().backend()));
+    if let Some(tenant) = tenant {
+        out.push_str(&format!("  Tenant:            {} ({})\n", tenant.id, tenant.domains.join(", ")));
+        out.push_str(&format!("  Authority:         {}/{}\n", config.public_url, tenant.id));
+    }
+    if let Some(ca) = ca {
+        let ca = absolute(ca);
+        out.push_str(&format!("  CA certificate:    {}\n", ca.display()));
+        out.push_str(&format!("    trust it with:   export REQUESTS_CA_BUNDLE={0} SSL_CERT_FILE={0} NODE_EXTRA_CA_CERTS={0}\n", ca.display()));
+    }
+    match bootstrap {
+        Some(file) => out.push_str(&format!(
+            "  Administrator:     created; its credential is in {} (mode 0600). The clavis CLI in this directory uses it by default: try `clavis app list`.\n",
+            absolute(file).display()
+        )),
+        None => out.push_str(&format!("  Administrator:     see {} (written at first start)\n", absolute(&config.data_dir.join("bootstrap.json")).display())),
+    }
+    out.push_str(&format!("  Ready in {} ms. Stop with Ctrl-C.\n", started.elapsed().as_millis()));
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+}
