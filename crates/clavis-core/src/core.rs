@@ -414,7 +414,7 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     fn sign_token(&self, tenant: &Tenant, client: &Application, resource: &Application, requested: &str, roles: &[String], key_id: &str, now: OffsetDateTime) -> Result<IssuedToken> {
         let ring = self.key_ring();
-        let signer = ring.signer(&tenant.id, now).ok_or_else(|| CoreError::Internal(format!("tenant {} has no active signing key", tenant.id)))?;
+        let signer = ring.signer(&tenant.id, tenant.signing_algorithm, now).ok_or_else(|| CoreError::Internal(format!("tenant {} has no active signing key", tenant.id)))?;
         let lifetime = random::range(self.settings.token_lifetime_min.whole_seconds() as u64, self.settings.token_lifetime_max.whole_seconds() as u64 + 1) as i64;
         let now_s = now.unix_timestamp();
         let exp = now_s + lifetime;

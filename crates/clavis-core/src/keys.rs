@@ -119,9 +119,12 @@ impl KeyRing {
         Ok(ring)
     }
 
-    /// The key that signs for `tenant_id` at `now`: the latest activated one.
-    pub fn signer(&self, tenant_id: &str, now: OffsetDateTime) -> Option<&Arc<Signer>> {
-        self.by_tenant.get(tenant_id)?.iter().rev().find(|s| s.activate_at <= now)
+    /// The key that signs for `tenant_id` at `now`: the latest activated key of the tenant's
+    /// algorithm (so an algorithm change takes effect at once), else the latest activated key.
+    pub fn signer(&self, tenant_id: &str, algorithm: Algorithm, now: OffsetDateTime) -> Option<&Arc<Signer>> {
+        let signers = self.by_tenant.get(tenant_id)?;
+        let active = || signers.iter().rev().filter(|s| s.activate_at <= now);
+        active().find(|s| s.key.algorithm() == algorithm).or_else(|| active().next())
     }
 
     /// The keys published in `tenant_id`'s JWKS at `now`.
@@ -246,5 +249,6 @@ mod tests {
     fn algorithm_change_signs_at_once() {
         let current = key(NOW - Duration::days(1), Algorithm::RS256);
         assert_eq!(plan_rotation(&[&current], Algorithm::EdDSA, schedule(), NOW), RotationStep::Create { algorithm: Algorithm::EdDSA, activate_at: NOW });
+
     }
 }

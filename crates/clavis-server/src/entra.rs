@@ -280,9 +280,13 @@ struct TokenForm {
 }
 
 fn parse_form(body: &[u8]) -> Result<TokenForm, TokenError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| TokenError::Malformed("the body is not valid UTF-8 application/x-www-form-urlencoded data.".into()))?;
     let mut form = TokenForm::default();
-    for (name, value) in pairs {
+    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let name = decode_component(name)?;
         let slot = match name.as_str() {
             "grant_type" => &mut form.grant_type,
             "client_id" => &mut form.client_id,
@@ -295,9 +299,29 @@ fn parse_form(body: &[u8]) -> Result<TokenForm, TokenError> {
         if slot.is_some() {
             return Err(TokenError::Malformed(format!("the parameter '{name}' was sent more than once.")));
         }
-        *slot = Some(value);
+        *slot = Some(decode_component(value)?);
     }
     Ok(form)
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component: `+` and `%20` are spaces, and the
+/// result must be valid UTF-8 (no lossy replacement: a mangled secret must not look like text).
+fn decode_component(raw: &[u8]) -> Result<String, TokenError> {
+    let malformed = || TokenError::Malformed("the body is not valid UTF-8 application/x-www-form-urlencoded data.".into());
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter();
+    while let Some(&byte) = bytes.next() {
+        match byte {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let high = bytes.next().and_then(|b| (*b as char).to_digit(16)).ok_or_else(malformed)?;
+                let low = bytes.next().and_then(|b| (*b as char).to_digit(16)).ok_or_else(malformed)?;
+                out.push((high * 16 + low) as u8);
+            }
+            other => out.push(other),
+        }
+    }
+    String::from_utf8(out).map_err(|_| malformed())
 }
 
 /// `client_secret_basic` (RFC 6749 §2.3.1): `Basic base64(urlencode(id) ":" urlencode(secret))`.
@@ -313,11 +337,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, To
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
-    let unescape = |s: &str| -> Result<String, TokenError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={s}")).map_err(|_| malformed())?;
-        Ok(pairs.into_iter().next().map(|p| p.1).unwrap_or_default())
-    };
-    Ok(Some((unescape(id)?, unescape(secret)?)))
+    Ok(Some((decode_component(id.as_bytes())?, decode_component(secret.as_bytes())?)))
 }
 
 async fn token_v2(state: State<AppState>, tenant: Path<String>, ClientIp(client_ip): ClientIp, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
@@ -437,6 +457,9 @@ mod tests {
         assert_eq!(form.scope.as_deref(), Some("api://a/.default api://a/.default"));
         assert!(parse_form(b"client_id=a&client_id=b").is_err());
         assert!(parse_form(b"client_id=%FF").is_err());
+        assert!(parse_form(b"client_id=%F").is_err());
+        assert!(parse_form(&[b'c', b'l', b'i', b'e', b'n', b't', b'_', b'i', b'd', b'=', 0xff]).is_err());
+        assert_eq!(parse_form(b"client_id=a%20b+c&unknown=%FF%FF").map(|f| f.client_id).ok().flatten().as_deref(), Some("a b c"));
     }
 
     #[test]

@@ -1,0 +1,91 @@
+//! Key management: signing-key rotation with publication ahead, algorithm changes, and
+//! master-key rotation while serving.
+
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use clavis_core::clock::FixedClock;
+use clavis_core::Core;
+use clavis_crypto::{Algorithm, MasterKey};
+
+use crate::both_backends;
+use crate::support::{claims, settings};
+
+fn kid(token: &str) -> String {
+    let header: Value = serde_json::from_slice(&clavis_crypto::b64url_decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_string()
+}
+
+both_backends!(signing_keys_rotate_with_publication_ahead, |app| Box::pin(async move {
+    let client = app.create_app("rotating", &[]).await;
+    let (_, secret) = app.add_secret(&client, json!({})).await;
+    let client_id = client["appId"].as_str().unwrap().to_string();
+    let jwks_url = format!("{}/{}/discovery/v2.0/keys", app.url, app.tenant_id);
+    let first = kid(app.token(&client_id, &secret, "api://clavis/.default").await.1["access_token"].as_str().unwrap());
+    // 89 days later the successor is published, but the first key still signs.
+    app.clock.advance(time::Duration::days(89) + time::Duration::hours(1));
+    assert_eq!(app.core.rotate_signing_keys().await.unwrap(), 1);
+    assert_eq!(app.core.rotate_signing_keys().await.unwrap(), 0, "idempotent");
+    let jwks: Value = app.http.get(&jwks_url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(kid(app.token(&client_id, &secret, "api://clavis/.default").await.1["access_token"].as_str().unwrap()), first);
+    // Once due, the successor signs; the old key stays published until its tokens expired.
+    app.clock.advance(time::Duration::days(1));
+    let second = kid(app.token(&client_id, &secret, "api://clavis/.default").await.1["access_token"].as_str().unwrap());
+    assert_ne!(second, first);
+    let jwks: Value = app.http.get(&jwks_url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    app.clock.advance(time::Duration::hours(3));
+    app.core.rotate_signing_keys().await.unwrap();
+    let jwks: Value = app.http.get(&jwks_url).send().await.unwrap().json().await.unwrap();
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids, vec![second.as_str()]);
+    app
+}));
+
+both_backends!(algorithm_change_signs_with_the_new_algorithm, |app| Box::pin(async move {
+    for (name, kty) in [("EdDSA", "OKP"), ("ES256", "EC"), ("RS256", "RSA")] {
+        let (status, body) = app.api(Method::PATCH, "/v1.0/organization", Some(json!({"signingAlgorithm": name}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, body) = app.token(&app.admin_client_id, "x", "api://clavis/.default").await;
+        assert_eq!(body["error"], "invalid_client");
+        let client = app.create_app(&format!("alg-{name}"), &[]).await;
+        let (_, secret) = app.add_secret(&client, json!({})).await;
+        let (status, body) = app.token(client["appId"].as_str().unwrap(), &secret, "api://clavis/.default").await;
+        assert_eq!(status, StatusCode::OK);
+        let token = body["access_token"].as_str().unwrap();
+        let header: Value = serde_json::from_slice(&clavis_crypto::b64url_decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+        assert_eq!(header["alg"], name);
+        let jwks: Value = app.http.get(format!("{}/{}/discovery/v2.0/keys", app.url, app.tenant_id)).send().await.unwrap().json().await.unwrap();
+        assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"] && k["kty"] == kty));
+        assert_eq!(claims(token)["tid"], app.tenant_id);
+    }
+    app
+}));
+
+both_backends!(master_key_rotation_rewraps_while_serving, |app| Box::pin(async move {
+    let client = app.create_app("survivor", &[]).await;
+    let (_, secret) = app.add_secret(&client, json!({})).await;
+    let client_id = client["appId"].as_str().unwrap().to_string();
+    let old_key = app.master_key_text.clone();
+    let old_id = MasterKey::parse(&old_key).unwrap().id().to_string();
+    let (status, body) = app.api(Method::POST, "/v1.0/clavis/rotateMasterKey", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let new_id = body["masterKeyId"].as_str().unwrap().to_string();
+    assert_ne!(new_id, old_id);
+    let stored = std::fs::read_to_string(body["storedIn"].as_str().unwrap()).unwrap();
+    app.remember(stored.trim());
+    app.remember(&old_key);
+    assert_eq!(MasterKey::parse(&stored).unwrap().id(), new_id);
+    // Still serving with the same secrets.
+    assert_eq!(app.token(&client_id, &secret, "api://clavis/.default").await.0, StatusCode::OK);
+    // A restart with the new key opens the store; the old key no longer does.
+    let clock = Arc::new(FixedClock::new(app.core.now()));
+    let reopened = Core::open(app.store.clone(), clock.clone(), MasterKey::parse(&stored).unwrap(), settings(&app.url, Algorithm::RS256)).await;
+    assert!(reopened.is_ok(), "{:?}", reopened.err());
+    let refused = Core::open(app.store.clone(), clock, MasterKey::parse(&old_key).unwrap(), settings(&app.url, Algorithm::RS256)).await;
+    assert!(refused.err().unwrap().to_string().contains("master key"));
+    app
+}));

@@ -1,0 +1,7 @@
+//! One integration-test binary: the server on port 0 with real TLS, real SQLite files and a real
+//! PostgreSQL, driven over HTTPS. See `support` for the harness.
+
+mod api;
+mod keys;
+mod support;
+mod token;
