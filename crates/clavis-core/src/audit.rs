@@ -108,7 +108,16 @@ pub struct Change {
 impl Change {
     /// A change with an audit record and no events.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(at: OffsetDateTime, tenant_id: &str, actor: &Actor, context: &RequestContext, action: &str, target_type: &str, target_id: &str, details: Value) -> Self {
+    pub fn new(
+        at: OffsetDateTime,
+        tenant_id: &str,
+        actor: &Actor,
+        context: &RequestContext,
+        action: &str,
+        target_type: &str,
+        target_id: &str,
+        details: Value,
+    ) -> Self {
         Self {
             audit: AuditRecord {
                 seq: 0,

@@ -141,7 +141,12 @@ impl Core {
     /// Opens the instance: unwraps its keys with `master` (creating them on first start), loads
     /// tenants and signing keys, and on first start creates the default tenant and its bootstrap
     /// administrator, whose credential is returned once.
-    pub async fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>, master: MasterKey, settings: CoreSettings) -> Result<(Self, Option<BootstrapCredential>)> {
+    pub async fn open(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        master: MasterKey,
+        settings: CoreSettings,
+    ) -> Result<(Self, Option<BootstrapCredential>)> {
         let now = truncate_micros(clock.now());
         let material = Self::open_key_material(store.as_ref(), master, now).await?;
         let core = Self {
@@ -182,7 +187,16 @@ impl Core {
                 WrappedKey { id, purpose: purpose.to_string(), master_key_id: master.id().to_string(), wrapped, created_at: now }
             };
             rows = vec![make("dek"), make("hmac")];
-            let change = Change::new(now, "", &Actor::system("startup"), &system_context(), "keys.initialize", "instance", "keys", json!({"keyIds": rows.iter().map(|r| &r.id).collect::<Vec<_>>(), "masterKeyId": master.id()}));
+            let change = Change::new(
+                now,
+                "",
+                &Actor::system("startup"),
+                &system_context(),
+                "keys.initialize",
+                "instance",
+                "keys",
+                json!({"keyIds": rows.iter().map(|r| &r.id).collect::<Vec<_>>(), "masterKeyId": master.id()}),
+            );
             store.apply(&Batch::one(Mutation::InsertWrappedKeys(rows.clone()), change)).await?;
         }
         let mut data_keys = Vec::new();
@@ -390,10 +404,20 @@ impl Core {
         };
         let skew = self.settings.credential_clock_skew;
         if now >= credential.end + skew {
-            return Err(TokenError::ExpiredSecret { app_id: client.app_id.clone(), key_id: credential.key_id.clone(), expired_at: credential.end }.into());
+            return Err(TokenError::ExpiredSecret {
+                app_id: client.app_id.clone(),
+                key_id: credential.key_id.clone(),
+                expired_at: credential.end,
+            }
+            .into());
         }
         if now + skew < credential.start {
-            return Err(TokenError::SecretNotYetValid { app_id: client.app_id.clone(), key_id: credential.key_id.clone(), valid_from: credential.start }.into());
+            return Err(TokenError::SecretNotYetValid {
+                app_id: client.app_id.clone(),
+                key_id: credential.key_id.clone(),
+                valid_from: credential.start,
+            }
+            .into());
         }
         let requested = match request.endpoint {
             EndpointVersion::V2 => token::resource_of_scope(request.scope.unwrap_or(""))?,
@@ -412,19 +436,37 @@ impl Core {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn sign_token(&self, tenant: &Tenant, client: &Application, resource: &Application, requested: &str, roles: &[String], key_id: &str, now: OffsetDateTime) -> Result<IssuedToken> {
+    fn sign_token(
+        &self,
+        tenant: &Tenant,
+        client: &Application,
+        resource: &Application,
+        requested: &str,
+        roles: &[String],
+        key_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<IssuedToken> {
         let ring = self.key_ring();
-        let signer = ring.signer(&tenant.id, tenant.signing_algorithm, now).ok_or_else(|| CoreError::Internal(format!("tenant {} has no active signing key", tenant.id)))?;
-        let lifetime = random::range(self.settings.token_lifetime_min.whole_seconds() as u64, self.settings.token_lifetime_max.whole_seconds() as u64 + 1) as i64;
+        let signer = ring
+            .signer(&tenant.id, tenant.signing_algorithm, now)
+            .ok_or_else(|| CoreError::Internal(format!("tenant {} has no active signing key", tenant.id)))?;
+        // One CSPRNG draw for everything random in a token: lifetime jitter, uti, aio and rh.
+        let noise = random::bytes::<{ 8 + 16 + 24 + 12 }>();
+        let (jitter, rest) = noise.split_at(8);
+        let (uti, rest) = rest.split_at(16);
+        let (aio, rh) = rest.split_at(24);
+        let min = self.settings.token_lifetime_min.whole_seconds();
+        let span = (self.settings.token_lifetime_max.whole_seconds() - min + 1).max(1) as u64;
+        let lifetime = min + (u64::from_le_bytes(jitter.try_into().unwrap_or_default()) % span) as i64;
         let now_s = now.unix_timestamp();
         let exp = now_s + lifetime;
         let issued_at = now_s - 300;
         let v2 = resource.token_version() == 2;
         let base = &self.settings.public_url;
         let iss = if v2 { format!("{base}/{}/v2.0", tenant.id) } else { format!("{base}/{}/", tenant.id) };
-        let uti = clavis_crypto::b64url(&random::bytes::<16>());
-        let aio = clavis_crypto::b64url(&random::bytes::<24>());
-        let rh = format!("0.{}", clavis_crypto::b64url(&random::bytes::<12>()));
+        let uti = clavis_crypto::b64url(uti);
+        let aio = clavis_crypto::b64url(aio);
+        let rh = format!("0.{}", clavis_crypto::b64url(rh));
         let claims = AccessTokenClaims {
             aud: if v2 { &resource.app_id } else { requested },
             iss: &iss,
@@ -500,7 +542,10 @@ impl Core {
 
     /// Counters of the usage buffer.
     pub fn usage_stats(&self) -> UsageStats {
-        UsageStats { pending: self.usage.lock().unwrap_or_else(|e| e.into_inner()).len(), dropped: self.usage_dropped.load(Ordering::Relaxed) }
+        UsageStats {
+            pending: self.usage.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            dropped: self.usage_dropped.load(Ordering::Relaxed),
+        }
     }
 
     /// The JWKS of a tenant: every published key.
@@ -535,9 +580,12 @@ impl Core {
         let unauthenticated = |why: &str| CoreError::Unauthenticated(why.to_string());
         let jws = UnverifiedJws::parse(bearer).map_err(|_| unauthenticated("The access token is malformed."))?;
         let ring = self.key_ring();
-        let signer = ring.verifier(&jws, now).ok_or_else(|| unauthenticated("The access token's signing key is not known to this Clavis instance."))?;
+        let signer = ring
+            .verifier(&jws, now)
+            .ok_or_else(|| unauthenticated("The access token's signing key is not known to this Clavis instance."))?;
         let payload = signer.key.verifying_key().verify(&jws).map_err(|_| unauthenticated("The access token's signature is invalid."))?;
-        let claims: serde_json::Value = serde_json::from_slice(&payload).map_err(|_| unauthenticated("The access token's claims are malformed."))?;
+        let claims: serde_json::Value =
+            serde_json::from_slice(&payload).map_err(|_| unauthenticated("The access token's claims are malformed."))?;
         let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let tenant_id = text("tid");
         if tenant_id != signer.tenant_id {
@@ -560,7 +608,10 @@ impl Core {
         }
         let aud = text("aud");
         if !(aud.eq_ignore_ascii_case(&management_app_id(&tenant.id)) || token::normalize_resource(&aud) == policy::MANAGEMENT_API_URI) {
-            return Err(unauthenticated(&format!("The access token's audience is not the management API; request a token for {}/.default.", policy::MANAGEMENT_API_URI)));
+            return Err(unauthenticated(&format!(
+                "The access token's audience is not the management API; request a token for {}/.default.",
+                policy::MANAGEMENT_API_URI
+            )));
         }
         let app_id = if claims.get("azp").is_some() { text("azp") } else { text("appid") };
         let roles = claims
@@ -590,19 +641,49 @@ impl Core {
         };
         for tenant in tenants {
             let own: Vec<&StoredSigningKey> = stored.iter().filter(|k| k.tenant_id == tenant.id).collect();
-            if let RotationStep::Create { algorithm, activate_at } = keys::plan_rotation(&own, tenant.signing_algorithm, self.settings.rotation, now) {
+            if let RotationStep::Create { algorithm, activate_at } =
+                keys::plan_rotation(&own, tenant.signing_algorithm, self.settings.rotation, now)
+            {
                 let key = SigningKey::generate(algorithm)?;
                 let (data_key_id, sealed) = self.material.seal(key.pkcs8(), &keys::signing_key_aad(&tenant.id, key.kid()))?;
                 let retire_at = activate_at + self.settings.rotation.retain_after;
-                let retire: Vec<(String, OffsetDateTime)> = own.iter().filter(|k| k.expire_at.is_none()).map(|k| (k.kid.clone(), retire_at)).collect();
-                let row = StoredSigningKey { kid: key.kid().to_string(), tenant_id: tenant.id.clone(), algorithm, data_key_id, sealed, created_at: now, activate_at, expire_at: None };
-                let change = Change::new(now, &tenant.id, &Actor::system("scheduler"), &system_context(), "signingKey.create", "signingKey", key.kid(), json!({"algorithm": algorithm.as_str(), "activateAt": activate_at.unix_timestamp(), "retired": retire.iter().map(|r| &r.0).collect::<Vec<_>>()}));
+                let retire: Vec<(String, OffsetDateTime)> =
+                    own.iter().filter(|k| k.expire_at.is_none()).map(|k| (k.kid.clone(), retire_at)).collect();
+                let row = StoredSigningKey {
+                    kid: key.kid().to_string(),
+                    tenant_id: tenant.id.clone(),
+                    algorithm,
+                    data_key_id,
+                    sealed,
+                    created_at: now,
+                    activate_at,
+                    expire_at: None,
+                };
+                let change = Change::new(
+                    now,
+                    &tenant.id,
+                    &Actor::system("scheduler"),
+                    &system_context(),
+                    "signingKey.create",
+                    "signingKey",
+                    key.kid(),
+                    json!({"algorithm": algorithm.as_str(), "activateAt": activate_at.unix_timestamp(), "retired": retire.iter().map(|r| &r.0).collect::<Vec<_>>()}),
+                );
                 self.commit(Batch::one(Mutation::InsertSigningKey { key: row, retire }, change)).await?;
                 created += 1;
             }
         }
         if stored.iter().any(|k| k.expire_at.is_some_and(|e| e <= now)) {
-            let change = Change::new(now, "", &Actor::system("scheduler"), &system_context(), "signingKey.deleteExpired", "signingKey", "", json!({}));
+            let change = Change::new(
+                now,
+                "",
+                &Actor::system("scheduler"),
+                &system_context(),
+                "signingKey.deleteExpired",
+                "signingKey",
+                "",
+                json!({}),
+            );
             self.commit(Batch::one(Mutation::DeleteExpiredSigningKeys(now), change)).await?;
         }
         Ok(created)
@@ -624,7 +705,16 @@ impl Core {
             row.wrapped = new_master.wrap(&bytes, &label);
             row.master_key_id = new_master.id().to_string();
         }
-        let change = Change::new(now, &auth.principal().tenant_id, &actor(auth), context, "masterKey.rotate", "instance", "keys", json!({"from": old.id(), "to": new_master.id(), "rewrapped": rows.len()}));
+        let change = Change::new(
+            now,
+            &auth.principal().tenant_id,
+            &actor(auth),
+            context,
+            "masterKey.rotate",
+            "instance",
+            "keys",
+            json!({"from": old.id(), "to": new_master.id(), "rewrapped": rows.len()}),
+        );
         self.commit(Batch::one(Mutation::RewrapKeys { expected_master_key_id: old.id().to_string(), keys: rows }, change)).await?;
         let id = new_master.id().to_string();
         self.material.replace_master(new_master);
@@ -652,8 +742,13 @@ impl Core {
             created_at: now,
         };
         let mut batch = Batch::default();
-        let change = |action: &str, target_type: &str, target_id: &str, details: serde_json::Value| Change::new(now, &tenant_id, &system, &context, action, target_type, target_id, details);
-        batch.push(Mutation::InsertTenant(tenant.clone()), change("tenant.create", "tenant", &tenant_id, json!({"domains": tenant.domains})));
+        let change = |action: &str, target_type: &str, target_id: &str, details: serde_json::Value| {
+            Change::new(now, &tenant_id, &system, &context, action, target_type, target_id, details)
+        };
+        batch.push(
+            Mutation::InsertTenant(tenant.clone()),
+            change("tenant.create", "tenant", &tenant_id, json!({"domains": tenant.domains})),
+        );
 
         let management = Application {
             id: random::guid(),
@@ -668,7 +763,15 @@ impl Core {
             builtin: true,
             created_at: now,
         };
-        batch.push(Mutation::InsertApplication(management.clone()), change("application.create", "application", &management.id, json!({"displayName": management.display_name, "appId": management.app_id})));
+        batch.push(
+            Mutation::InsertApplication(management.clone()),
+            change(
+                "application.create",
+                "application",
+                &management.id,
+                json!({"displayName": management.display_name, "appId": management.app_id}),
+            ),
+        );
 
         let admin = Application {
             id: random::guid(),
@@ -683,13 +786,25 @@ impl Core {
             builtin: false,
             created_at: now,
         };
-        batch.push(Mutation::InsertApplication(admin.clone()), change("application.create", "application", &admin.id, json!({"displayName": admin.display_name, "appId": admin.app_id})));
+        batch.push(
+            Mutation::InsertApplication(admin.clone()),
+            change("application.create", "application", &admin.id, json!({"displayName": admin.display_name, "appId": admin.app_id})),
+        );
 
-        let request = PasswordRequest { display_name: Some("bootstrap".into()), start: None, end: Some(now + Duration::days(tenant.policy.max_password_lifetime_days)) };
+        let request = PasswordRequest {
+            display_name: Some("bootstrap".into()),
+            start: None,
+            end: Some(now + Duration::days(tenant.policy.max_password_lifetime_days)),
+        };
         let new_password = self.new_password(&tenant.policy, &request, now)?;
         let credential = new_password.credential.clone();
         batch.push(
-            Mutation::AddPassword { tenant_id: tenant_id.clone(), application_id: admin.id.clone(), credential: credential.clone(), max: tenant.policy.max_passwords_per_application },
+            Mutation::AddPassword {
+                tenant_id: tenant_id.clone(),
+                application_id: admin.id.clone(),
+                credential: credential.clone(),
+                max: tenant.policy.max_passwords_per_application,
+            },
             password_change(change("credential.add", "application", &admin.id, password_details(&credential)), &admin, &credential),
         );
 
@@ -701,7 +816,15 @@ impl Core {
             app_role_id: policy::management_roles()[0].id.clone(),
             created_date_time: now,
         };
-        batch.push(Mutation::InsertAssignment(assignment.clone()), change("appRoleAssignment.create", "appRoleAssignment", &assignment.id, json!({"role": policy::ROLE_ADMINISTRATOR, "principalId": assignment.principal_id})));
+        batch.push(
+            Mutation::InsertAssignment(assignment.clone()),
+            change(
+                "appRoleAssignment.create",
+                "appRoleAssignment",
+                &assignment.id,
+                json!({"role": policy::ROLE_ADMINISTRATOR, "principalId": assignment.principal_id}),
+            ),
+        );
         self.commit(batch).await?;
         Ok(BootstrapCredential {
             tenant_id,
@@ -745,7 +868,13 @@ impl Core {
 
     /// Changes the caller's tenant: its signing algorithm (a new key signs at once; the old one
     /// stays published until its tokens expire) and its credential policy.
-    pub async fn update_tenant(&self, auth: &Authorized<'_>, context: &RequestContext, algorithm: Option<Algorithm>, policy: Option<CredentialPolicy>) -> Result<Arc<Tenant>> {
+    pub async fn update_tenant(
+        &self,
+        auth: &Authorized<'_>,
+        context: &RequestContext,
+        algorithm: Option<Algorithm>,
+        policy: Option<CredentialPolicy>,
+    ) -> Result<Arc<Tenant>> {
         require(auth, Permission::Administer)?;
         let mut tenant = (*self.tenant_by_id(&auth.principal().tenant_id)?).clone();
         if let Some(policy) = policy {
@@ -755,7 +884,16 @@ impl Core {
         if let Some(algorithm) = algorithm {
             tenant.signing_algorithm = algorithm;
         }
-        let change = Change::new(self.now(), &tenant.id, &actor(auth), context, "tenant.update", "tenant", &tenant.id, json!({"signingAlgorithm": tenant.signing_algorithm.as_str(), "policy": tenant.policy}));
+        let change = Change::new(
+            self.now(),
+            &tenant.id,
+            &actor(auth),
+            context,
+            "tenant.update",
+            "tenant",
+            &tenant.id,
+            json!({"signingAlgorithm": tenant.signing_algorithm.as_str(), "policy": tenant.policy}),
+        );
         self.commit(Batch::one(Mutation::UpdateTenant(tenant.clone()), change)).await?;
         self.rotate_signing_keys().await?;
         self.tenant_by_id(&tenant.id)
@@ -775,7 +913,10 @@ impl Core {
 
     async fn find_application(&self, tenant_id: &str, id: &str) -> Result<Application> {
         if !identity::is_guid(id) {
-            return Err(CoreError::NotFound(format!("Application '{}' was not found: an application is named by its object id or application (client) id, both GUIDs.", identity::truncate(id, 60))));
+            return Err(CoreError::NotFound(format!(
+                "Application '{}' was not found: an application is named by its object id or application (client) id, both GUIDs.",
+                identity::truncate(id, 60)
+            )));
         }
         self.store
             .application(tenant_id, &id.to_ascii_lowercase())
@@ -804,13 +945,28 @@ impl Core {
             builtin: false,
             created_at: now,
         };
-        let change = Change::new(now, &application.tenant_id, &actor(auth), context, "application.create", "application", &application.id, json!({"displayName": application.display_name, "appId": application.app_id, "identifierUris": application.identifier_uris}));
+        let change = Change::new(
+            now,
+            &application.tenant_id,
+            &actor(auth),
+            context,
+            "application.create",
+            "application",
+            &application.id,
+            json!({"displayName": application.display_name, "appId": application.app_id, "identifierUris": application.identifier_uris}),
+        );
         self.commit(Batch::one(Mutation::InsertApplication(application.clone()), change)).await?;
         Ok(application)
     }
 
     /// Changes an application's name, identifier URIs, app roles or token version.
-    pub async fn update_application(&self, auth: &Authorized<'_>, context: &RequestContext, id: &str, patch: ApplicationPatch) -> Result<Application> {
+    pub async fn update_application(
+        &self,
+        auth: &Authorized<'_>,
+        context: &RequestContext,
+        id: &str,
+        patch: ApplicationPatch,
+    ) -> Result<Application> {
         require(auth, Permission::WriteApplications)?;
         let mut application = self.find_application(&auth.principal().tenant_id, id).await?;
         if application.builtin {
@@ -830,7 +986,16 @@ impl Core {
             validate_token_version(version)?;
             application.requested_access_token_version = version;
         }
-        let change = Change::new(self.now(), &application.tenant_id, &actor(auth), context, "application.update", "application", &application.id, json!({"displayName": application.display_name, "identifierUris": application.identifier_uris, "appRoles": application.app_roles.iter().map(|r| &r.value).collect::<Vec<_>>()}));
+        let change = Change::new(
+            self.now(),
+            &application.tenant_id,
+            &actor(auth),
+            context,
+            "application.update",
+            "application",
+            &application.id,
+            json!({"displayName": application.display_name, "identifierUris": application.identifier_uris, "appRoles": application.app_roles.iter().map(|r| &r.value).collect::<Vec<_>>()}),
+        );
         self.commit(Batch::one(Mutation::UpdateApplication(application.clone()), change)).await?;
         self.find_application(&application.tenant_id, &application.id).await
     }
@@ -861,23 +1026,59 @@ impl Core {
         if application.service_principal_id == auth.principal().service_principal_id {
             return Err(CoreError::Conflict("An application cannot delete itself; use another administrator.".into()));
         }
-        let change = Change::new(self.now(), &application.tenant_id, &actor(auth), context, "application.delete", "application", &application.id, json!({"displayName": application.display_name, "appId": application.app_id}));
-        self.commit(Batch::one(Mutation::DeleteApplication { tenant_id: application.tenant_id.clone(), id: application.id.clone() }, change)).await
+        let change = Change::new(
+            self.now(),
+            &application.tenant_id,
+            &actor(auth),
+            context,
+            "application.delete",
+            "application",
+            &application.id,
+            json!({"displayName": application.display_name, "appId": application.app_id}),
+        );
+        self.commit(Batch::one(
+            Mutation::DeleteApplication { tenant_id: application.tenant_id.clone(), id: application.id.clone() },
+            change,
+        ))
+        .await
     }
 
     /// Adds a client secret (Graph `addPassword`). The returned [`NewPassword`] holds the only
     /// copy of the value.
-    pub async fn add_password(&self, auth: &Authorized<'_>, context: &RequestContext, id: &str, request: PasswordRequest) -> Result<NewPassword> {
+    pub async fn add_password(
+        &self,
+        auth: &Authorized<'_>,
+        context: &RequestContext,
+        id: &str,
+        request: PasswordRequest,
+    ) -> Result<NewPassword> {
         require(auth, Permission::WriteApplications)?;
         let application = self.find_application(&auth.principal().tenant_id, id).await?;
         if application.builtin {
-            return Err(CoreError::Forbidden(format!("'{}' is built into Clavis; it authenticates no one and takes no secrets.", application.display_name)));
+            return Err(CoreError::Forbidden(format!(
+                "'{}' is built into Clavis; it authenticates no one and takes no secrets.",
+                application.display_name
+            )));
         }
         let tenant = self.tenant_by_id(&application.tenant_id)?;
         let new_password = self.new_password(&tenant.policy, &request, self.now())?;
         let credential = new_password.credential.clone();
-        let change = Change::new(self.now(), &application.tenant_id, &actor(auth), context, "credential.add", "application", &application.id, password_details(&credential));
-        let mutation = Mutation::AddPassword { tenant_id: application.tenant_id.clone(), application_id: application.id.clone(), credential: credential.clone(), max: tenant.policy.max_passwords_per_application };
+        let change = Change::new(
+            self.now(),
+            &application.tenant_id,
+            &actor(auth),
+            context,
+            "credential.add",
+            "application",
+            &application.id,
+            password_details(&credential),
+        );
+        let mutation = Mutation::AddPassword {
+            tenant_id: application.tenant_id.clone(),
+            application_id: application.id.clone(),
+            credential: credential.clone(),
+            max: tenant.policy.max_passwords_per_application,
+        };
         self.commit(Batch::one(mutation, password_change(change, &application, &credential))).await?;
         Ok(new_password)
     }
@@ -891,11 +1092,31 @@ impl Core {
         }
         let key_id = key_id.to_ascii_lowercase();
         let Some(credential) = application.password_credentials.iter().find(|c| c.key_id == key_id) else {
-            return Err(CoreError::NotFound(format!("Application '{}' has no password credential with keyId '{key_id}'.", application.app_id)));
+            return Err(CoreError::NotFound(format!(
+                "Application '{}' has no password credential with keyId '{key_id}'.",
+                application.app_id
+            )));
         };
-        let change = Change::new(self.now(), &application.tenant_id, &actor(auth), context, "credential.remove", "application", &application.id, json!({"keyId": key_id, "hint": credential.hint}))
-            .with_event("CredentialRemoved", format!("applications/{}/passwordCredentials/{key_id}", application.id), json!({"appId": application.app_id, "keyId": key_id}));
-        let mutation = Mutation::RemovePassword { tenant_id: application.tenant_id.clone(), application_id: application.id.clone(), key_id: key_id.clone() };
+        let change = Change::new(
+            self.now(),
+            &application.tenant_id,
+            &actor(auth),
+            context,
+            "credential.remove",
+            "application",
+            &application.id,
+            json!({"keyId": key_id, "hint": credential.hint}),
+        )
+        .with_event(
+            "CredentialRemoved",
+            format!("applications/{}/passwordCredentials/{key_id}", application.id),
+            json!({"appId": application.app_id, "keyId": key_id}),
+        );
+        let mutation = Mutation::RemovePassword {
+            tenant_id: application.tenant_id.clone(),
+            application_id: application.id.clone(),
+            key_id: key_id.clone(),
+        };
         self.commit(Batch::one(mutation, change)).await
     }
 
@@ -913,12 +1134,19 @@ impl Core {
 
     /// Grants `client` the role `role` (id or value) of `resource`. Both are applications of the
     /// caller's tenant, named by object id or client id.
-    pub async fn grant_role(&self, auth: &Authorized<'_>, context: &RequestContext, client: &str, resource: &str, role: &str) -> Result<AppRoleAssignment> {
+    pub async fn grant_role(
+        &self,
+        auth: &Authorized<'_>,
+        context: &RequestContext,
+        client: &str,
+        resource: &str,
+        role: &str,
+    ) -> Result<AppRoleAssignment> {
         require(auth, Permission::WriteApplications)?;
         let tenant_id = &auth.principal().tenant_id;
         let client = self.find_application_or_sp(tenant_id, client).await?;
         let resource = self.find_application_or_sp(tenant_id, resource).await?;
-        if resource.builtin && !policy::authorize(auth.principal(), Permission::Administer).is_ok() {
+        if resource.builtin && policy::authorize(auth.principal(), Permission::Administer).is_err() {
             return Err(CoreError::Forbidden("Granting roles of the management API requires the Clavis.Administrator role.".into()));
         }
         let Some(app_role) = resource.app_roles.iter().find(|r| r.id.eq_ignore_ascii_case(role) || r.value == role) else {
@@ -941,7 +1169,16 @@ impl Core {
             app_role_id: app_role.id.clone(),
             created_date_time: self.now(),
         };
-        let change = Change::new(self.now(), tenant_id, &actor(auth), context, "appRoleAssignment.create", "appRoleAssignment", &assignment.id, json!({"principalAppId": client.app_id, "resourceAppId": resource.app_id, "role": app_role.value}));
+        let change = Change::new(
+            self.now(),
+            tenant_id,
+            &actor(auth),
+            context,
+            "appRoleAssignment.create",
+            "appRoleAssignment",
+            &assignment.id,
+            json!({"principalAppId": client.app_id, "resourceAppId": resource.app_id, "role": app_role.value}),
+        );
         self.commit(Batch::one(Mutation::InsertAssignment(assignment.clone()), change)).await?;
         Ok(assignment)
     }
@@ -958,10 +1195,21 @@ impl Core {
             return Err(CoreError::NotFound(format!("App role assignment '{assignment_id}' was not found.")));
         };
         let management_roles = policy::management_roles();
-        if management_roles.iter().any(|r| r.id == assignment.app_role_id) && !policy::authorize(auth.principal(), Permission::Administer).is_ok() {
+        if management_roles.iter().any(|r| r.id == assignment.app_role_id)
+            && policy::authorize(auth.principal(), Permission::Administer).is_err()
+        {
             return Err(CoreError::Forbidden("Removing grants of the management API requires the Clavis.Administrator role.".into()));
         }
-        let change = Change::new(self.now(), tenant_id, &actor(auth), context, "appRoleAssignment.delete", "appRoleAssignment", &assignment.id, json!({"principalId": assignment.principal_id, "resourceId": assignment.resource_id, "appRoleId": assignment.app_role_id}));
+        let change = Change::new(
+            self.now(),
+            tenant_id,
+            &actor(auth),
+            context,
+            "appRoleAssignment.delete",
+            "appRoleAssignment",
+            &assignment.id,
+            json!({"principalId": assignment.principal_id, "resourceId": assignment.resource_id, "appRoleId": assignment.app_role_id}),
+        );
         self.commit(Batch::one(Mutation::DeleteAssignment { tenant_id: tenant_id.clone(), id: assignment.id }, change)).await
     }
 
@@ -1014,7 +1262,12 @@ fn require(auth: &Authorized<'_>, permission: Permission) -> Result<()> {
 
 fn actor(auth: &Authorized<'_>) -> Actor {
     let principal = auth.principal();
-    Actor { kind: "servicePrincipal".into(), id: principal.service_principal_id.clone(), app_id: Some(principal.app_id.clone()), auth_method: "bearer".into() }
+    Actor {
+        kind: "servicePrincipal".into(),
+        id: principal.service_principal_id.clone(),
+        app_id: Some(principal.app_id.clone()),
+        auth_method: "bearer".into(),
+    }
 }
 
 fn validate_token_version(version: Option<u8>) -> Result<()> {

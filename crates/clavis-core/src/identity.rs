@@ -150,8 +150,14 @@ pub fn validate_identifier_uris(uris: &[String]) -> Result<Vec<String>> {
     }
     let mut out: Vec<String> = Vec::with_capacity(uris.len());
     for uri in uris {
-        let valid_scheme = ["api://", "https://", "http://", "urn:"].iter().any(|s| uri.len() > s.len() && uri.to_ascii_lowercase().starts_with(s));
-        if !valid_scheme || uri.len() > 250 || uri.contains(['#', '?', ' ', '*']) || uri.chars().any(char::is_control) || uri.ends_with("/.default") {
+        let valid_scheme =
+            ["api://", "https://", "http://", "urn:"].iter().any(|s| uri.len() > s.len() && uri.to_ascii_lowercase().starts_with(s));
+        if !valid_scheme
+            || uri.len() > 250
+            || uri.contains(['#', '?', ' ', '*'])
+            || uri.chars().any(char::is_control)
+            || uri.ends_with("/.default")
+        {
             return Err(CoreError::Invalid(format!(
                 "identifierUris: '{}' is not a valid application ID URI; use a form such as api://my-api or https://host/path.",
                 truncate(uri, 80)
@@ -169,9 +175,7 @@ pub fn validate_identifier_uris(uris: &[String]) -> Result<Vec<String>> {
 /// Validates a role value as Entra does: no spaces, printable, at most 120 characters.
 pub fn validate_role_value(value: &str) -> Result<()> {
     if value.is_empty() || value.len() > 120 || !value.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(CoreError::Invalid(
-            "appRoles: value must be 1 to 120 printable characters without spaces, e.g. Secrets.Read.".into(),
-        ));
+        return Err(CoreError::Invalid("appRoles: value must be 1 to 120 printable characters without spaces, e.g. Secrets.Read.".into()));
     }
     Ok(())
 }
@@ -212,7 +216,10 @@ pub fn is_domain_name(text: &str) -> bool {
     text.len() <= 253
         && text.contains('.')
         && text.split('.').all(|label| {
-            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !label.starts_with('-')
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
         })
 }
 

@@ -220,7 +220,10 @@ mod tests {
 
     #[test]
     fn first_key_signs_at_once() {
-        assert_eq!(plan_rotation(&[], Algorithm::RS256, schedule(), NOW), RotationStep::Create { algorithm: Algorithm::RS256, activate_at: NOW });
+        assert_eq!(
+            plan_rotation(&[], Algorithm::RS256, schedule(), NOW),
+            RotationStep::Create { algorithm: Algorithm::RS256, activate_at: NOW }
+        );
     }
 
     #[test]
@@ -248,7 +251,9 @@ mod tests {
     #[test]
     fn algorithm_change_signs_at_once() {
         let current = key(NOW - Duration::days(1), Algorithm::RS256);
-        assert_eq!(plan_rotation(&[&current], Algorithm::EdDSA, schedule(), NOW), RotationStep::Create { algorithm: Algorithm::EdDSA, activate_at: NOW });
-
+        assert_eq!(
+            plan_rotation(&[&current], Algorithm::EdDSA, schedule(), NOW),
+            RotationStep::Create { algorithm: Algorithm::EdDSA, activate_at: NOW }
+        );
     }
 }

@@ -21,5 +21,5 @@ pub mod token;
 
 mod core;
 
-pub use crate::core::{BootstrapCredential, Core, CoreSettings, NewApplication, ApplicationPatch, UsageStats};
+pub use crate::core::{ApplicationPatch, BootstrapCredential, Core, CoreSettings, NewApplication, UsageStats};
 pub use error::{CoreError, Result};

@@ -30,8 +30,16 @@ pub fn management_roles() -> Vec<AppRole> {
         is_enabled: true,
     };
     vec![
-        role("7b0c5a51-6d0f-4a53-9d6a-6c1f0a9f0001", ROLE_ADMINISTRATOR, "Full control of the tenant: applications, secrets, roles and keys."),
-        role("7b0c5a51-6d0f-4a53-9d6a-6c1f0a9f0002", ROLE_APPLICATION_READWRITE, "Create, change and delete applications, their secrets and role assignments."),
+        role(
+            "7b0c5a51-6d0f-4a53-9d6a-6c1f0a9f0001",
+            ROLE_ADMINISTRATOR,
+            "Full control of the tenant: applications, secrets, roles and keys.",
+        ),
+        role(
+            "7b0c5a51-6d0f-4a53-9d6a-6c1f0a9f0002",
+            ROLE_APPLICATION_READWRITE,
+            "Create, change and delete applications, their secrets and role assignments.",
+        ),
         role("7b0c5a51-6d0f-4a53-9d6a-6c1f0a9f0003", ROLE_APPLICATION_READ, "Read applications and their credentials' metadata."),
     ]
 }

@@ -106,10 +106,7 @@ fn checksum(head: &[u8]) -> String {
     let digest = crate::sha256(&input);
     // 36 bits: the first 4.5 bytes, six symbols of six bits each.
     let bits = u64::from_be_bytes([0, 0, 0, digest[0], digest[1], digest[2], digest[3], digest[4]]) >> 4;
-    (0..CHECK_LEN)
-        .rev()
-        .map(|i| ALPHABET[((bits >> (6 * i)) & 0x3f) as usize] as char)
-        .collect()
+    (0..CHECK_LEN).rev().map(|i| ALPHABET[((bits >> (6 * i)) & 0x3f) as usize] as char).collect()
 }
 
 /// What storage holds for a client secret: its HMAC-SHA256 tag under the server's secret key.

@@ -60,10 +60,8 @@ impl AeadKey {
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&sealed[1..1 + NONCE_LEN]);
         let mut body = sealed[1 + NONCE_LEN..].to_vec();
-        let plain = self
-            .key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut body)
-            .map_err(|_| CryptoError::Decrypt)?;
+        let plain =
+            self.key.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut body).map_err(|_| CryptoError::Decrypt)?;
         Ok(plain.to_vec())
     }
 }

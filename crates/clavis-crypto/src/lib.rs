@@ -69,7 +69,5 @@ pub fn b64url(bytes: &[u8]) -> String {
 /// Decodes base64url without padding.
 pub fn b64url_decode(text: &str) -> Result<Vec<u8>, CryptoError> {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|_| CryptoError::Malformed("base64url"))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| CryptoError::Malformed("base64url"))
 }

@@ -8,19 +8,8 @@ pub fn bytes<const N: usize>() -> [u8; N] {
     // The system RNG only fails when the OS cannot supply entropy; continuing without it would be
     // worse than stopping, so this is the one place a failure aborts.
     #[allow(clippy::expect_used)]
-    SystemRandom::new()
-        .fill(&mut out)
-        .expect("operating system CSPRNG unavailable");
+    SystemRandom::new().fill(&mut out).expect("operating system CSPRNG unavailable");
     out
-}
-
-/// A uniformly random integer in `[low, high)` (`high > low`), for token-lifetime jitter.
-/// The modulo bias over a 64-bit draw is below 2^-40 for any range Clavis uses.
-pub fn range(low: u64, high: u64) -> u64 {
-    if high <= low {
-        return low;
-    }
-    low + u64::from_le_bytes(bytes::<8>()) % (high - low)
 }
 
 /// A random version-4 GUID (122 bits of entropy), the wire form of tenant, application and

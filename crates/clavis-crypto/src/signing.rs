@@ -155,10 +155,9 @@ impl SigningKey {
                     .map_err(|_| CryptoError::Library("rsa sign"))?;
                 Ok(out)
             }
-            Private::Ec(key) => key
-                .sign(&SystemRandom::new(), message)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| CryptoError::Library("ecdsa sign")),
+            Private::Ec(key) => {
+                key.sign(&SystemRandom::new(), message).map(|s| s.as_ref().to_vec()).map_err(|_| CryptoError::Library("ecdsa sign"))
+            }
             Private::Ed(key) => Ok(key.sign(message).as_ref().to_vec()),
         }
     }
@@ -242,9 +241,7 @@ impl VerifyingKey {
         if jws.algorithm != Some(self.algorithm) {
             return Err(CryptoError::BadSignature);
         }
-        self.parsed
-            .verify_sig(jws.signing_input.as_bytes(), &jws.signature)
-            .map_err(|_| CryptoError::BadSignature)?;
+        self.parsed.verify_sig(jws.signing_input.as_bytes(), &jws.signature).map_err(|_| CryptoError::BadSignature)?;
         b64url_decode(jws.payload_b64)
     }
 }

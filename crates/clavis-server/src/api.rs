@@ -51,7 +51,11 @@ pub fn routes() -> Router<AppState> {
 
 /// Unknown paths get Graph's 404 shape.
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "Request_ResourceNotFound", "No endpoint matches this method and path; see the management API reference in docs/api.md.".into())
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+        "No endpoint matches this method and path; see the management API reference in docs/api.md.".into(),
+    )
 }
 
 /// A JSON body whose rejections (wrong content type, malformed JSON, unknown or mistyped fields,
@@ -70,7 +74,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                     other => other,
                 };
                 let message = match &rejection {
-                    JsonRejection::MissingJsonContentType(_) => "The body must be JSON, sent with 'Content-Type: application/json'.".to_string(),
+                    JsonRejection::MissingJsonContentType(_) => {
+                        "The body must be JSON, sent with 'Content-Type: application/json'.".to_string()
+                    }
                     other => other.body_text(),
                 };
                 Err(ApiError::new(status, "Request_BadRequest", message))
@@ -84,7 +90,12 @@ fn rfc3339(at: OffsetDateTime) -> String {
 }
 
 fn parse_time(field: &str, text: &str) -> Result<OffsetDateTime, ApiError> {
-    OffsetDateTime::parse(text, &Rfc3339).map_err(|_| ApiError::bad_request(format!("{field} '{}' is not an ISO 8601 date-time such as 2027-01-31T00:00:00Z.", clavis_core::identity::truncate(text, 40))))
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+        ApiError::bad_request(format!(
+            "{field} '{}' is not an ISO 8601 date-time such as 2027-01-31T00:00:00Z.",
+            clavis_core::identity::truncate(text, 40)
+        ))
+    })
 }
 
 fn created(body: Value) -> Response {
@@ -196,11 +207,21 @@ struct OrganizationPatch {
     credential_policy: Option<CredentialPolicy>,
 }
 
-async fn update_organization(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Body(patch): Body<OrganizationPatch>) -> ApiResult {
+async fn update_organization(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Body(patch): Body<OrganizationPatch>,
+) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::Administer)?;
     let algorithm = match patch.signing_algorithm.as_deref() {
         None => None,
-        Some(name) => Some(Algorithm::parse(name).ok_or_else(|| ApiError::bad_request(format!("signingAlgorithm '{}' is not one of RS256, ES256, EdDSA.", clavis_core::identity::truncate(name, 20))))?),
+        Some(name) => Some(Algorithm::parse(name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "signingAlgorithm '{}' is not one of RS256, ES256, EdDSA.",
+                clavis_core::identity::truncate(name, 20)
+            ))
+        })?),
     };
     let tenant = state.core.update_tenant(&auth, &context, algorithm, patch.credential_policy).await?;
     Ok(ok(organization_json(&tenant)))
@@ -278,7 +299,12 @@ struct CreateApplication {
     api: Option<ApiSettings>,
 }
 
-async fn create_application(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Body(body): Body<CreateApplication>) -> ApiResult {
+async fn create_application(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Body(body): Body<CreateApplication>,
+) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
     let new = NewApplication {
         display_name: body.display_name,
@@ -299,7 +325,13 @@ struct UpdateApplication {
     api: Option<ApiSettings>,
 }
 
-async fn update_application(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path(id): Path<String>, Body(body): Body<UpdateApplication>) -> ApiResult {
+async fn update_application(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateApplication>,
+) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
     let patch = ApplicationPatch {
         display_name: body.display_name,
@@ -311,13 +343,24 @@ async fn update_application(State(state): State<AppState>, Caller(principal): Ca
     Ok(no_content())
 }
 
-async fn delete_application(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path(id): Path<String>) -> ApiResult {
+async fn delete_application(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
     state.core.delete_application(&auth, &context, &id).await?;
     Ok(no_content())
 }
 
-async fn add_app_role(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path(id): Path<String>, Body(body): Body<AppRoleInput>) -> ApiResult {
+async fn add_app_role(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+    Body(body): Body<AppRoleInput>,
+) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
     let role = state.core.add_app_role(&auth, &context, &id, body.into_role()).await?;
     Ok(created(json!(role)))
@@ -341,11 +384,19 @@ struct AddPassword {
     password_credential: Option<PasswordInput>,
 }
 
-async fn add_password(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path(id): Path<String>, Body(body): Body<AddPassword>) -> ApiResult {
+async fn add_password(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+    Body(body): Body<AddPassword>,
+) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
     let input = body.password_credential.unwrap_or_default();
     if input.secret_text.is_some() {
-        return Err(ApiError::bad_request("secretText cannot be chosen: Clavis generates every client secret (210 bits of entropy) and returns it once.".into()));
+        return Err(ApiError::bad_request(
+            "secretText cannot be chosen: Clavis generates every client secret (210 bits of entropy) and returns it once.".into(),
+        ));
     }
     if input.key_id.is_some() || input.hint.is_some() || input.custom_key_identifier.as_ref().is_some_and(|v| !v.is_null()) {
         return Err(ApiError::bad_request("keyId, hint and customKeyIdentifier are assigned by Clavis and cannot be set.".into()));
@@ -368,7 +419,13 @@ struct RemovePassword {
     key_id: String,
 }
 
-async fn remove_password(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path(id): Path<String>, Body(body): Body<RemovePassword>) -> ApiResult {
+async fn remove_password(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+    Body(body): Body<RemovePassword>,
+) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
     state.core.remove_password(&auth, &context, &id, &body.key_id).await?;
     Ok(no_content())
@@ -412,11 +469,20 @@ struct GrantRole {
     app_role_id: String,
 }
 
-async fn grant_role(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path(id): Path<String>, Body(body): Body<GrantRole>) -> ApiResult {
+async fn grant_role(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+    Body(body): Body<GrantRole>,
+) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
     let resource = state.core.service_principal(&auth, &id).await?;
     if let Some(resource_id) = body.resource_id.as_deref() {
-        if !resource_id.eq_ignore_ascii_case(&resource.service_principal_id) && !resource_id.eq_ignore_ascii_case(&resource.app_id) && !resource_id.eq_ignore_ascii_case(&resource.id) {
+        if !resource_id.eq_ignore_ascii_case(&resource.service_principal_id)
+            && !resource_id.eq_ignore_ascii_case(&resource.app_id)
+            && !resource_id.eq_ignore_ascii_case(&resource.id)
+        {
             return Err(ApiError::bad_request("resourceId must name the service principal in the URL.".into()));
         }
     }
@@ -425,7 +491,12 @@ async fn grant_role(State(state): State<AppState>, Caller(principal): Caller, Co
     Ok(created(assignment_json(&assignment, &applications)))
 }
 
-async fn revoke_role(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Path((_id, assignment)): Path<(String, String)>) -> ApiResult {
+async fn revoke_role(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path((_id, assignment)): Path<(String, String)>,
+) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
     state.core.revoke_role(&auth, &context, &assignment).await?;
     Ok(no_content())
@@ -443,9 +514,19 @@ struct RotateMasterKey {
 /// directory it writes the new key there (crash-safe: written beside, committed, then renamed);
 /// when the key came from the environment, the caller supplies the new one and must update the
 /// environment before the next start.
-async fn rotate_master_key(State(state): State<AppState>, Caller(principal): Caller, Context(context): Context, Body(body): Body<RotateMasterKey>) -> ApiResult {
+async fn rotate_master_key(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Body(body): Body<RotateMasterKey>,
+) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::Administer)?;
-    let supplied = body.new_master_key.as_deref().map(MasterKey::parse).transpose().map_err(|_| ApiError::bad_request("newMasterKey must be 32 bytes, as base64 or 64 hex digits.".into()))?;
+    let supplied = body
+        .new_master_key
+        .as_deref()
+        .map(MasterKey::parse)
+        .transpose()
+        .map_err(|_| ApiError::bad_request("newMasterKey must be 32 bytes, as base64 or 64 hex digits.".into()))?;
     let (new_key, file) = match (&state.master_key_file, supplied) {
         (Some(file), supplied) => (supplied.unwrap_or_else(MasterKey::generate), Some(file.clone())),
         (None, Some(supplied)) => (supplied, None),
@@ -458,7 +539,11 @@ async fn rotate_master_key(State(state): State<AppState>, Caller(principal): Cal
     let pending = match &file {
         Some(file) => Some(write_pending_master_key(file, &new_key).map_err(|e| {
             tracing::error!(error = %e, "cannot write the new master key file");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "The new master key could not be written to the data directory; nothing was changed.".into())
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "The new master key could not be written to the data directory; nothing was changed.".into(),
+            )
         })?),
         None => None,
     };

@@ -25,6 +25,23 @@ pub struct Correlation {
     pub trace_id: String,
 }
 
+/// A new request or trace id in GUID form: a random 128-bit base drawn once per process, plus
+/// a counter. Ids must be unique, not secret, so a request costs no CSPRNG call for them.
+pub fn next_id() -> String {
+    static BASE: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| u128::from_le_bytes(clavis_crypto::random::bytes::<16>()));
+    let value = base.wrapping_add(u128::from(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        (value >> 96) as u32,
+        (value >> 80) as u16,
+        (value >> 64) as u16,
+        (value >> 48) as u16,
+        value & 0xffff_ffff_ffff
+    )
+}
+
 fn acceptable_id(value: &str) -> bool {
     !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
@@ -44,7 +61,7 @@ pub async fn edge(mut request: Request, next: Next) -> Response {
                 query.split('&').filter_map(|pair| pair.strip_prefix("client-request-id=")).find(|v| acceptable_id(v)).map(str::to_string)
             })
         });
-    let correlation = Correlation { correlation_id: supplied.unwrap_or_else(clavis_crypto::random::guid), trace_id: clavis_crypto::random::guid() };
+    let correlation = Correlation { correlation_id: supplied.unwrap_or_else(next_id), trace_id: next_id() };
     request.extensions_mut().insert(correlation.clone());
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "(unmatched)".into());
@@ -125,12 +142,15 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthenticated("Access token is empty or missing: send 'Authorization: Bearer <token>' with a token for api://clavis/.default.".into()))?;
+        let token =
+            header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim).filter(|t| !t.is_empty()).ok_or_else(
+                || {
+                    ApiError::unauthenticated(
+                        "Access token is empty or missing: send 'Authorization: Bearer <token>' with a token for api://clavis/.default."
+                            .into(),
+                    )
+                },
+            )?;
         state.core.authenticate(token).map(Caller).map_err(ApiError::from)
     }
 }

@@ -66,10 +66,18 @@ fn json_response(status: StatusCode, body: Value, cache: &'static str) -> Respon
 async fn discovery_v2(State(state): State<AppState>, Path(tenant): Path<String>) -> Response {
     let base = &state.core.settings().public_url;
     if is_tenant_independent(&tenant) {
-        return json_response(StatusCode::OK, discovery_document(base, &tenant.to_ascii_lowercase(), &format!("{base}/{{tenantid}}/v2.0")), "max-age=86400, private");
+        return json_response(
+            StatusCode::OK,
+            discovery_document(base, &tenant.to_ascii_lowercase(), &format!("{base}/{{tenantid}}/v2.0")),
+            "max-age=86400, private",
+        );
     }
     match state.core.resolve_tenant(&tenant) {
-        Some(found) => json_response(StatusCode::OK, discovery_document(base, &found.id, &format!("{base}/{}/v2.0", found.id)), "max-age=86400, private"),
+        Some(found) => json_response(
+            StatusCode::OK,
+            discovery_document(base, &found.id, &format!("{base}/{}/v2.0", found.id)),
+            "max-age=86400, private",
+        ),
         None => tenant_not_found(&tenant),
     }
 }
@@ -84,7 +92,11 @@ async fn discovery_v1(State(state): State<AppState>, Path(tenant): Path<String>)
     if tenant.eq_ignore_ascii_case("adfs") {
         // MSAL treats an `adfs` authority as ADFS: no instance discovery; it posts the normal v2
         // body to whatever token endpoint this document names.
-        return json_response(StatusCode::OK, discovery_document(base, &found.id, &format!("{base}/{}/v2.0", found.id)), "max-age=86400, private");
+        return json_response(
+            StatusCode::OK,
+            discovery_document(base, &found.id, &format!("{base}/{}/v2.0", found.id)),
+            "max-age=86400, private",
+        );
     }
     let tid = &found.id;
     let mut document = discovery_document(base, tid, &format!("{base}/{tid}/"));
@@ -259,11 +271,21 @@ fn core_error_response(error: CoreError) -> Response {
         CoreError::Token(token_error) => token_error_response(&token_error),
         CoreError::Store(detail) => {
             tracing::error!(error = %detail, "store failure on the token path");
-            entra_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", 50000, "There was an error issuing a token: the store is unavailable. Retry later.".into())
+            entra_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                50000,
+                "There was an error issuing a token: the store is unavailable. Retry later.".into(),
+            )
         }
         other => {
             tracing::error!(error = %other, "failure on the token path");
-            entra_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", 50000, "There was an error issuing a token or an issue with our sign-in service.".into())
+            entra_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                50000,
+                "There was an error issuing a token or an issue with our sign-in service.".into(),
+            )
         }
     }
 }
@@ -340,11 +362,23 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, To
     Ok(Some((decode_component(id.as_bytes())?, decode_component(secret.as_bytes())?)))
 }
 
-async fn token_v2(state: State<AppState>, tenant: Path<String>, ClientIp(client_ip): ClientIp, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn token_v2(
+    state: State<AppState>,
+    tenant: Path<String>,
+    ClientIp(client_ip): ClientIp,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     token(state, tenant, client_ip, headers, body, EndpointVersion::V2).await
 }
 
-async fn token_v1(state: State<AppState>, tenant: Path<String>, ClientIp(client_ip): ClientIp, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn token_v1(
+    state: State<AppState>,
+    tenant: Path<String>,
+    ClientIp(client_ip): ClientIp,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     token(state, tenant, client_ip, headers, body, EndpointVersion::V1).await
 }
 
@@ -359,7 +393,8 @@ async fn token(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            let mut response = token_error_response(&TokenError::Malformed(format!("the body is larger than {} bytes.", crate::MAX_BODY_BYTES)));
+            let mut response =
+                token_error_response(&TokenError::Malformed(format!("the body is larger than {} bytes.", crate::MAX_BODY_BYTES)));
             *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
             return response;
         }
@@ -380,10 +415,14 @@ async fn token(
     match basic_credentials(&headers) {
         Ok(Some((id, secret))) => {
             if form.client_secret.is_some() {
-                return token_error_response(&TokenError::Malformed("the client authenticated both with HTTP Basic and with client_secret in the body; use one.".into()));
+                return token_error_response(&TokenError::Malformed(
+                    "the client authenticated both with HTTP Basic and with client_secret in the body; use one.".into(),
+                ));
             }
             if form.client_id.as_deref().is_some_and(|body_id| body_id != id) {
-                return token_error_response(&TokenError::Malformed("client_id in the body differs from the one in the Authorization header.".into()));
+                return token_error_response(&TokenError::Malformed(
+                    "client_id in the body differs from the one in the Authorization header.".into(),
+                ));
             }
             form.client_id = Some(id);
             form.client_secret = Some(secret);
@@ -453,7 +492,8 @@ mod tests {
 
     #[test]
     fn forms_decode_plus_and_percent_and_refuse_duplicates() {
-        let form = parse_form(b"scope=api%3A%2F%2Fa%2F.default+api%3A%2F%2Fa%2F.default&client_id=x&x-client-SKU=1&x-client-SKU=2").unwrap();
+        let form =
+            parse_form(b"scope=api%3A%2F%2Fa%2F.default+api%3A%2F%2Fa%2F.default&client_id=x&x-client-SKU=1&x-client-SKU=2").unwrap();
         assert_eq!(form.scope.as_deref(), Some("api://a/.default api://a/.default"));
         assert!(parse_form(b"client_id=a&client_id=b").is_err());
         assert!(parse_form(b"client_id=%FF").is_err());

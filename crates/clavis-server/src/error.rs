@@ -65,11 +65,19 @@ impl From<CoreError> for ApiError {
             CoreError::Token(token_error) => Self::bad_request(token_error.to_string()),
             CoreError::Store(detail) => {
                 tracing::error!(error = %detail, "store failure");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "The store is unavailable; the change was not made. Retry later and quote the request-id if it persists.".into())
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The store is unavailable; the change was not made. Retry later and quote the request-id if it persists.".into(),
+                )
             }
             CoreError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal failure");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "An internal error occurred; nothing was changed. Quote the request-id to the administrator.".into())
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerError",
+                    "An internal error occurred; nothing was changed. Quote the request-id to the administrator.".into(),
+                )
             }
         }
     }
@@ -94,7 +102,10 @@ impl IntoResponse for ApiError {
         let mut response = self.status.into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\", scope=\"api://clavis/.default\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\", scope=\"api://clavis/.default\""),
+            );
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -71,6 +71,11 @@ mod health {
         let store = state.core.store().ping().await.is_ok();
         let ready = state.ready.load(Ordering::Acquire) && store;
         let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        (status, Json(json!({"status": if ready { "ready" } else { "not ready" }, "store": {"backend": state.core.store().backend(), "reachable": store}})))
+        (
+            status,
+            Json(
+                json!({"status": if ready { "ready" } else { "not ready" }, "store": {"backend": state.core.store().backend(), "reachable": store}}),
+            ),
+        )
     }
 }

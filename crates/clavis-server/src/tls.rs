@@ -8,9 +8,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Builds the server's TLS configuration from a PEM certificate chain and a PEM private key.
 pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot read the TLS certificate: {e}"))?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert_pem).collect::<Result<_, _>>().map_err(|e| format!("cannot read the TLS certificate: {e}"))?;
     if certs.is_empty() {
         return Err("the TLS certificate file holds no certificate".into());
     }

@@ -130,17 +130,24 @@ async fn apply_one(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation) -> Re
             if done.rows_affected() == 0 {
                 return Err(CoreError::NotFound(format!("Application '{}' was not found in this tenant.", application.id)));
             }
-            sqlx::query("DELETE FROM identifier_uris WHERE application_id = $1").bind(&application.id).execute(&mut **tx).await.map_err(backend_error)?;
+            sqlx::query("DELETE FROM identifier_uris WHERE application_id = $1")
+                .bind(&application.id)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend_error)?;
             insert_identifier_uris(tx, application).await?;
         }
         Mutation::DeleteApplication { tenant_id, id } => {
-            let row = sqlx::query(&format!("SELECT service_principal_id FROM applications WHERE id = $1 AND tenant_id = $2{}", dialect.for_update()))
-                .bind(id)
-                .bind(tenant_id)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(backend_error)?
-                .ok_or_else(|| CoreError::NotFound(format!("Application '{id}' was not found in this tenant.")))?;
+            let row = sqlx::query(&format!(
+                "SELECT service_principal_id FROM applications WHERE id = $1 AND tenant_id = $2{}",
+                dialect.for_update()
+            ))
+            .bind(id)
+            .bind(tenant_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend_error)?
+            .ok_or_else(|| CoreError::NotFound(format!("Application '{id}' was not found in this tenant.")))?;
             let sp = text(&row, "service_principal_id")?;
             for sql in [
                 "DELETE FROM credential_usage WHERE key_id IN (SELECT key_id FROM password_credentials WHERE application_id = $1)",
@@ -149,7 +156,11 @@ async fn apply_one(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation) -> Re
             ] {
                 sqlx::query(sql).bind(id).execute(&mut **tx).await.map_err(backend_error)?;
             }
-            sqlx::query("DELETE FROM app_role_assignments WHERE principal_id = $1 OR resource_id = $1").bind(&sp).execute(&mut **tx).await.map_err(backend_error)?;
+            sqlx::query("DELETE FROM app_role_assignments WHERE principal_id = $1 OR resource_id = $1")
+                .bind(&sp)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend_error)?;
             sqlx::query("DELETE FROM applications WHERE id = $1").bind(id).execute(&mut **tx).await.map_err(backend_error)?;
         }
         Mutation::AddPassword { tenant_id, application_id, credential, max } => {
@@ -243,7 +254,11 @@ async fn apply_one(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation) -> Re
             }
         }
         Mutation::DeleteExpiredSigningKeys(now) => {
-            sqlx::query("DELETE FROM signing_keys WHERE expire_at IS NOT NULL AND expire_at <= $1").bind(micros(*now)).execute(&mut **tx).await.map_err(backend_error)?;
+            sqlx::query("DELETE FROM signing_keys WHERE expire_at IS NOT NULL AND expire_at <= $1")
+                .bind(micros(*now))
+                .execute(&mut **tx)
+                .await
+                .map_err(backend_error)?;
         }
     }
     Ok(())
@@ -266,7 +281,9 @@ async fn insert_identifier_uris(tx: &mut Tx<'_>, application: &Application) -> R
             .bind(&application.id)
             .execute(&mut **tx)
             .await
-            .map_err(|e| conflict_or_backend(e, || format!("The identifier URI '{uri}' is already used by another application in this tenant.")))?;
+            .map_err(|e| {
+                conflict_or_backend(e, || format!("The identifier URI '{uri}' is already used by another application in this tenant."))
+            })?;
     }
     Ok(())
 }
@@ -321,7 +338,12 @@ async fn append_changes(tx: &mut Tx<'_>, dialect: Dialect, changes: &[Change]) -
                 .map_err(backend_error)?;
         }
     }
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1").bind(seq).bind(&prev_hash).execute(&mut **tx).await.map_err(backend_error)?;
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(&prev_hash)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend_error)?;
     Ok(())
 }
 

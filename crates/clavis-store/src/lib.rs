@@ -144,7 +144,9 @@ impl SqlStore {
             .map_err(backend_error)?;
         let newest_known = schema::MIGRATIONS.last().map_or(0, |m| m.version);
         if let Some(newer) = applied.iter().find(|v| **v > newest_known) {
-            return Err(CoreError::Store(format!("the database has schema version {newer}, newer than this Clavis knows ({newest_known}); upgrade Clavis")));
+            return Err(CoreError::Store(format!(
+                "the database has schema version {newer}, newer than this Clavis knows ({newest_known}); upgrade Clavis"
+            )));
         }
         for migration in schema::MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
             for statement in schema::ddl(migration.template, postgres).split(';').map(str::trim).filter(|s| !s.is_empty()) {
@@ -247,9 +249,13 @@ impl Store for SqlStore {
 
     async fn application_by_identifier_uri(&self, tenant_id: &str, uri: &str) -> Result<Option<Application>> {
         let normalized = clavis_core::token::normalize_resource(uri);
-        Ok(read::applications(&self.read, "id IN (SELECT application_id FROM identifier_uris WHERE tenant_id = $1 AND uri = $2)", &[tenant_id, &normalized])
-            .await?
-            .pop())
+        Ok(read::applications(
+            &self.read,
+            "id IN (SELECT application_id FROM identifier_uris WHERE tenant_id = $1 AND uri = $2)",
+            &[tenant_id, &normalized],
+        )
+        .await?
+        .pop())
     }
 
     async fn record_usage(&self, batch: &[UsageUpdate]) -> Result<()> {

@@ -44,7 +44,8 @@ pub(crate) async fn tenants(pool: &AnyPool) -> Result<Vec<Tenant>> {
         .fetch_all(pool)
         .await
         .map_err(backend_error)?;
-    let domains = sqlx::query("SELECT domain, tenant_id FROM tenant_domains ORDER BY domain").fetch_all(pool).await.map_err(backend_error)?;
+    let domains =
+        sqlx::query("SELECT domain, tenant_id FROM tenant_domains ORDER BY domain").fetch_all(pool).await.map_err(backend_error)?;
     rows.iter()
         .map(|row| {
             let id = text(row, "id")?;

@@ -161,7 +161,8 @@ async fn resolve_app(client: &mut Client, name: &str) -> Result<Value> {
         return client.call(Method::GET, &format!("/v1.0/applications/{name}"), None).await;
     }
     let list = client.call(Method::GET, "/v1.0/applications", None).await?;
-    let matches: Vec<&Value> = list["value"].as_array().map(|v| v.iter().filter(|a| a["displayName"].as_str() == Some(name)).collect()).unwrap_or_default();
+    let matches: Vec<&Value> =
+        list["value"].as_array().map(|v| v.iter().filter(|a| a["displayName"].as_str() == Some(name)).collect()).unwrap_or_default();
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
         [] => bail!("no application is named '{name}'; name it by object id, client id or exact display name (see `clavis app list`)"),
@@ -193,7 +194,13 @@ pub async fn app(global: &Global, command: AppCommand) -> Result<()> {
                     ("Application created:", field(&app, "/displayName")),
                     ("Client id (appId):", field(&app, "/appId")),
                     ("Object id:", field(&app, "/id")),
-                    ("Identifier URIs:", app["identifierUris"].as_array().map(|u| u.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
+                    (
+                        "Identifier URIs:",
+                        app["identifierUris"]
+                            .as_array()
+                            .map(|u| u.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                            .unwrap_or_default(),
+                    ),
                     ("Next:", format!("clavis app secret add {}", field(&app, "/appId"))),
                 ]),
             }
@@ -212,7 +219,10 @@ pub async fn app(global: &Global, command: AppCommand) -> Result<()> {
                                         field(a, "/displayName"),
                                         field(a, "/appId"),
                                         a["passwordCredentials"].as_array().map_or(0, Vec::len).to_string(),
-                                        a["identifierUris"].as_array().map(|u| u.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
+                                        a["identifierUris"]
+                                            .as_array()
+                                            .map(|u| u.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+                                            .unwrap_or_default(),
                                     ]
                                 })
                                 .collect()
@@ -234,8 +244,20 @@ pub async fn app(global: &Global, command: AppCommand) -> Result<()> {
                         ("Client id (appId):", field(&app, "/appId")),
                         ("Object id:", field(&app, "/id")),
                         ("Service principal id:", field(&app, "/servicePrincipalId")),
-                        ("Identifier URIs:", app["identifierUris"].as_array().map(|u| u.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
-                        ("App roles:", app["appRoles"].as_array().map(|r| r.iter().filter_map(|r| r["value"].as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
+                        (
+                            "Identifier URIs:",
+                            app["identifierUris"]
+                                .as_array()
+                                .map(|u| u.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                                .unwrap_or_default(),
+                        ),
+                        (
+                            "App roles:",
+                            app["appRoles"]
+                                .as_array()
+                                .map(|r| r.iter().filter_map(|r| r["value"].as_str()).collect::<Vec<_>>().join(", "))
+                                .unwrap_or_default(),
+                        ),
                         ("Secrets:", app["passwordCredentials"].as_array().map_or(0, Vec::len).to_string()),
                         ("Token endpoint:", format!("{url}/{tenant}/oauth2/v2.0/token")),
                         ("Authority:", format!("{url}/{tenant}")),
@@ -272,7 +294,13 @@ async fn secret(global: &Global, client: &mut Client, command: SecretCommand) ->
                 let from = start_at.unwrap_or_else(OffsetDateTime::now_utc);
                 credential["endDateTime"] = json!((from + Duration::days(days)).format(&Rfc3339)?);
             }
-            let added = client.call(Method::POST, &format!("/v1.0/applications/{}/addPassword", app_id(&app)?), Some(json!({"passwordCredential": credential}))).await?;
+            let added = client
+                .call(
+                    Method::POST,
+                    &format!("/v1.0/applications/{}/addPassword", app_id(&app)?),
+                    Some(json!({"passwordCredential": credential})),
+                )
+                .await?;
             match global.output {
                 Format::Json => output::json(&added),
                 Format::Table => {
@@ -318,7 +346,9 @@ async fn secret(global: &Global, client: &mut Client, command: SecretCommand) ->
         }
         SecretCommand::Remove { app, key_id } => {
             let app = resolve_app(client, &app).await?;
-            client.call(Method::POST, &format!("/v1.0/applications/{}/removePassword", app_id(&app)?), Some(json!({"keyId": key_id}))).await?;
+            client
+                .call(Method::POST, &format!("/v1.0/applications/{}/removePassword", app_id(&app)?), Some(json!({"keyId": key_id})))
+                .await?;
             println!("Removed secret {key_id} from {}.", field(&app, "/displayName"));
         }
     }
@@ -336,7 +366,9 @@ async fn role(global: &Global, client: &mut Client, command: RoleCommand) -> Res
             let role = client.call(Method::POST, &format!("/v1.0/applications/{}/appRoles", app_id(&app)?), Some(body)).await?;
             match global.output {
                 Format::Json => output::json(&role),
-                Format::Table => println!("Defined role {} ({}) on {}.", field(&role, "/value"), field(&role, "/id"), field(&app, "/displayName")),
+                Format::Table => {
+                    println!("Defined role {} ({}) on {}.", field(&role, "/value"), field(&role, "/id"), field(&app, "/displayName"))
+                }
             }
         }
         RoleCommand::List { app } => {
@@ -345,14 +377,35 @@ async fn role(global: &Global, client: &mut Client, command: RoleCommand) -> Res
             let held = client.call(Method::GET, &format!("/v1.0/servicePrincipals/{sp}/appRoleAssignments"), None).await?;
             let given = client.call(Method::GET, &format!("/v1.0/servicePrincipals/{sp}/appRoleAssignedTo"), None).await?;
             if global.output == Format::Json {
-                output::json(&json!({"appRoles": app["appRoles"], "appRoleAssignments": held["value"], "appRoleAssignedTo": given["value"]}));
+                output::json(
+                    &json!({"appRoles": app["appRoles"], "appRoleAssignments": held["value"], "appRoleAssignedTo": given["value"]}),
+                );
                 return Ok(());
             }
             println!("Roles defined by {}:", field(&app, "/displayName"));
-            let defined: Vec<Vec<String>> = app["appRoles"].as_array().map(|r| r.iter().map(|r| vec![field(r, "/value"), field(r, "/id"), field(r, "/isEnabled"), field(r, "/description")]).collect()).unwrap_or_default();
+            let defined: Vec<Vec<String>> = app["appRoles"]
+                .as_array()
+                .map(|r| {
+                    r.iter().map(|r| vec![field(r, "/value"), field(r, "/id"), field(r, "/isEnabled"), field(r, "/description")]).collect()
+                })
+                .unwrap_or_default();
             output::table(&["VALUE", "ID", "ENABLED", "DESCRIPTION"], &defined);
             let grants = |list: &Value| -> Vec<Vec<String>> {
-                list["value"].as_array().map(|a| a.iter().map(|g| vec![field(g, "/id"), field(g, "/principalDisplayName"), field(g, "/resourceDisplayName"), field(g, "/appRoleValue")]).collect()).unwrap_or_default()
+                list["value"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|g| {
+                                vec![
+                                    field(g, "/id"),
+                                    field(g, "/principalDisplayName"),
+                                    field(g, "/resourceDisplayName"),
+                                    field(g, "/appRoleValue"),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
             };
             println!("\nGrants it holds:");
             output::table(&["ASSIGNMENT ID", "CLIENT", "RESOURCE", "ROLE"], &grants(&held));
@@ -363,7 +416,13 @@ async fn role(global: &Global, client: &mut Client, command: RoleCommand) -> Res
             let client_app = resolve_app(client, &client_app).await?;
             let resource = resolve_app(client, &resource).await?;
             let body = json!({"principalId": field(&client_app, "/servicePrincipalId"), "resourceId": field(&resource, "/servicePrincipalId"), "appRoleId": role});
-            let assignment = client.call(Method::POST, &format!("/v1.0/servicePrincipals/{}/appRoleAssignedTo", field(&resource, "/servicePrincipalId")), Some(body)).await?;
+            let assignment = client
+                .call(
+                    Method::POST,
+                    &format!("/v1.0/servicePrincipals/{}/appRoleAssignedTo", field(&resource, "/servicePrincipalId")),
+                    Some(body),
+                )
+                .await?;
             match global.output {
                 Format::Json => output::json(&assignment),
                 Format::Table => println!(
@@ -377,7 +436,13 @@ async fn role(global: &Global, client: &mut Client, command: RoleCommand) -> Res
         }
         RoleCommand::Revoke { client: client_app, assignment } => {
             let client_app = resolve_app(client, &client_app).await?;
-            client.call(Method::DELETE, &format!("/v1.0/servicePrincipals/{}/appRoleAssignments/{assignment}", field(&client_app, "/servicePrincipalId")), None).await?;
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("/v1.0/servicePrincipals/{}/appRoleAssignments/{assignment}", field(&client_app, "/servicePrincipalId")),
+                    None,
+                )
+                .await?;
             println!("Removed assignment {assignment}.");
         }
     }
@@ -403,7 +468,12 @@ pub async fn token(global: &Global, command: TokenCommand) -> Result<()> {
     let token = answer.body["access_token"].as_str().unwrap_or_default().to_string();
     if decode {
         let segment = |i: usize| -> Value {
-            token.split('.').nth(i).and_then(|s| clavis_crypto::b64url_decode(s).ok()).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null)
+            token
+                .split('.')
+                .nth(i)
+                .and_then(|s| clavis_crypto::b64url_decode(s).ok())
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null)
         };
         output::json(&json!({"header": segment(0), "claims": segment(1), "expires_in": answer.body["expires_in"]}));
     } else if global.output == Format::Json {
@@ -446,7 +516,13 @@ pub async fn tenant(global: &Global, command: TenantCommand) -> Result<()> {
             output::pairs(&[
                 ("Tenant id:", id.clone()),
                 ("Name:", field(&organization, "/displayName")),
-                ("Domains:", organization["verifiedDomains"].as_array().map(|d| d.iter().filter_map(|d| d["name"].as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
+                (
+                    "Domains:",
+                    organization["verifiedDomains"]
+                        .as_array()
+                        .map(|d| d.iter().filter_map(|d| d["name"].as_str()).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default(),
+                ),
                 ("Signing algorithm:", field(&organization, "/signingAlgorithm")),
                 ("Max secret lifetime:", format!("{} days", field(&organization, "/credentialPolicy/maxPasswordLifetimeDays"))),
                 ("Default secret lifetime:", format!("{} days", field(&organization, "/credentialPolicy/defaultPasswordLifetimeDays"))),

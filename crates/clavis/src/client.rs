@@ -45,7 +45,11 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("url", &self.url).field("tenant", &self.tenant).field("client_id", &self.client_id).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("url", &self.url)
+            .field("tenant", &self.tenant)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -67,7 +71,9 @@ impl Identity {
         let (client_id, secret) = match &connection.client_id {
             Some(client_id) => {
                 let secret = match (&connection.client_secret_file, std::env::var("CLAVIS_CLIENT_SECRET")) {
-                    (Some(path), _) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?.trim().to_string(),
+                    (Some(path), _) => {
+                        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?.trim().to_string()
+                    }
                     (None, Ok(secret)) => secret,
                     (None, Err(_)) => bail!("--client-id needs its secret in CLAVIS_CLIENT_SECRET or --client-secret-file"),
                 };
@@ -101,7 +107,10 @@ pub fn http_client(ca_cert: Option<&Path>) -> Result<reqwest::Client> {
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_root_certificates(roots).with_no_client_auth();
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(reqwest::Client::builder().use_preconfigured_tls(tls).user_agent(concat!("clavis-cli/", env!("CARGO_PKG_VERSION"))).build()?)
 }
 
@@ -132,8 +141,14 @@ impl Client {
     /// Requests a token for `scope` (v2 endpoint, client_secret_post), returning the raw answer.
     pub async fn request_token(&self, scope: &str) -> Result<TokenAnswer> {
         let url = format!("{}/{}/oauth2/v2.0/token", self.identity.url, self.identity.tenant);
-        let form = [("grant_type", "client_credentials"), ("client_id", &self.identity.client_id), ("client_secret", &self.identity.secret), ("scope", scope)];
-        let response = self.http.post(&url).form(&form).send().await.with_context(|| format!("cannot reach Clavis at {}", self.identity.url))?;
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", &self.identity.client_id),
+            ("client_secret", &self.identity.secret),
+            ("scope", scope),
+        ];
+        let response =
+            self.http.post(&url).form(&form).send().await.with_context(|| format!("cannot reach Clavis at {}", self.identity.url))?;
         let status = response.status().as_u16();
         let body = response.json::<Value>().await.unwrap_or(Value::Null);
         Ok(TokenAnswer { status, body })

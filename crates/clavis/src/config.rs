@@ -14,7 +14,8 @@ use clavis_crypto::Algorithm;
 const DEFAULTS: &str = include_str!("../config.default.toml");
 
 /// Environment variables that are not settings (read elsewhere, or by tests and tools).
-const NOT_SETTINGS: &[&str] = &["CLAVIS_CONFIG", "CLAVIS_MASTER_KEY", "CLAVIS_CREDENTIALS", "CLAVIS_URL", "CLAVIS_CLIENT_SECRET", "CLAVIS_CA_CERT"];
+const NOT_SETTINGS: &[&str] =
+    &["CLAVIS_CONFIG", "CLAVIS_MASTER_KEY", "CLAVIS_CREDENTIALS", "CLAVIS_URL", "CLAVIS_CLIENT_SECRET", "CLAVIS_CA_CERT"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,7 +166,9 @@ pub fn load(flags: &ServeFlags, environment: &[(String, String)]) -> Result<Conf
         merge(&mut table, overlay);
     }
     for (name, value) in environment {
-        let Some(rest) = name.strip_prefix("CLAVIS_") else { continue };
+        let Some(rest) = name.strip_prefix("CLAVIS_") else {
+            continue;
+        };
         if NOT_SETTINGS.contains(&name.as_str()) || rest.starts_with("TEST_") || rest.starts_with("BENCH_") {
             continue;
         }
@@ -216,21 +219,29 @@ pub fn load(flags: &ServeFlags, environment: &[(String, String)]) -> Result<Conf
 }
 
 fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
-    let listen: SocketAddr = raw.listen.parse().with_context(|| format!("listen = '{}' is not an address:port such as 127.0.0.1:8443", raw.listen))?;
+    let listen: SocketAddr =
+        raw.listen.parse().with_context(|| format!("listen = '{}' is not an address:port such as 127.0.0.1:8443", raw.listen))?;
     if raw.data_dir.trim().is_empty() {
         bail!("data_dir must not be empty");
     }
     let data_dir = PathBuf::from(&raw.data_dir);
-    let database_url = if raw.database_url.is_empty() { format!("sqlite://{}", data_dir.join("clavis.db").display()) } else { raw.database_url.clone() };
+    let database_url =
+        if raw.database_url.is_empty() { format!("sqlite://{}", data_dir.join("clavis.db").display()) } else { raw.database_url.clone() };
     if !(database_url.starts_with("sqlite://") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
         bail!("database_url must start with sqlite:// or postgres://, not '{}'", clavis_store::redact_url(&database_url));
     }
-    let public_url = if raw.public_url.is_empty() { format!("https://localhost:{}", listen.port()) } else { raw.public_url.trim_end_matches('/').to_string() };
+    let public_url = if raw.public_url.is_empty() {
+        format!("https://localhost:{}", listen.port())
+    } else {
+        raw.public_url.trim_end_matches('/').to_string()
+    };
     let Some(host_part) = public_url.strip_prefix("https://") else {
         bail!("public_url must be an https:// URL (the Azure clients refuse anything else), not '{public_url}'");
     };
     if host_part.is_empty() || host_part.contains('/') || host_part.contains('?') || host_part.contains('#') {
-        bail!("public_url must be https://host[:port] with no path (the token service is served at the root of its host), not '{public_url}'");
+        bail!(
+            "public_url must be https://host[:port] with no path (the token service is served at the root of its host), not '{public_url}'"
+        );
     }
     let tls = match (raw.tls_cert.is_empty(), raw.tls_key.is_empty()) {
         (true, true) => None,

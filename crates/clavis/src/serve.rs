@@ -33,7 +33,8 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
 
 fn read_master_key(path: &Path) -> Result<MasterKey> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the master key file {}", path.display()))?;
-    MasterKey::parse(&text).map_err(|_| anyhow::anyhow!("the master key file {} does not hold a 32-byte key (base64 or 64 hex digits)", path.display()))
+    MasterKey::parse(&text)
+        .map_err(|_| anyhow::anyhow!("the master key file {} does not hold a 32-byte key (base64 or 64 hex digits)", path.display()))
 }
 
 /// Finds the master key, creating it in the data directory on first start. An interrupted
@@ -45,7 +46,8 @@ async fn resolve_master_key(config: &Config, store: &SqlStore) -> Result<(Master
     match &config.master_key {
         MasterKeySource::Environment => {
             let text = std::env::var("CLAVIS_MASTER_KEY").unwrap_or_default();
-            let key = MasterKey::parse(&text).map_err(|_| anyhow::anyhow!("CLAVIS_MASTER_KEY does not hold a 32-byte key (base64 or 64 hex digits)"))?;
+            let key = MasterKey::parse(&text)
+                .map_err(|_| anyhow::anyhow!("CLAVIS_MASTER_KEY does not hold a 32-byte key (base64 or 64 hex digits)"))?;
             Ok((key, None))
         }
         MasterKeySource::OperatorFile(path) => Ok((read_master_key(path)?, None)),
@@ -97,10 +99,15 @@ fn tls_files(config: &Config) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
     }
     let wanted = names.join(",");
     let current = std::fs::read_to_string(&names_file).unwrap_or_default();
-    let age_ok = std::fs::metadata(&server_cert).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() < 300 * 86_400);
+    let age_ok = std::fs::metadata(&server_cert)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age.as_secs() < 300 * 86_400);
     if current != wanted || !server_cert.exists() || !age_ok {
         let ca_key_pem = std::fs::read_to_string(&ca_key)?;
-        let leaf = clavis_crypto::tls::issue_server_cert(&ca_key_pem, &names, now).map_err(|e| anyhow::anyhow!("cannot issue the development server certificate: {e}"))?;
+        let leaf = clavis_crypto::tls::issue_server_cert(&ca_key_pem, &names, now)
+            .map_err(|e| anyhow::anyhow!("cannot issue the development server certificate: {e}"))?;
         write_private(&server_key, leaf.key_pem.as_bytes())?;
         std::fs::write(&server_cert, leaf.cert_pem.as_bytes())?;
         std::fs::write(&names_file, wanted)?;
@@ -142,17 +149,25 @@ pub async fn run(config: Config) -> Result<()> {
         token_lifetime_min: config.token_lifetime.0,
         token_lifetime_max: config.token_lifetime.1,
         credential_clock_skew: config.clock_skew,
-        rotation: RotationSchedule { period: config.rotation_period, publish_ahead: config.publish_ahead, retain_after: config.token_lifetime.1 + time::Duration::minutes(10) },
+        rotation: RotationSchedule {
+            period: config.rotation_period,
+            publish_ahead: config.publish_ahead,
+            retain_after: config.token_lifetime.1 + time::Duration::minutes(10),
+        },
         default_tenant_domain: config.tenant_domain.clone(),
         default_tenant_name: config.tenant_name.clone(),
         default_signing_algorithm: config.signing_algorithm,
     };
     let store_for_close = store.clone();
-    let (core, bootstrap) = Core::open(Arc::new(store), Arc::new(SystemClock), master, settings).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (core, bootstrap) =
+        Core::open(Arc::new(store), Arc::new(SystemClock), master, settings).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let core = Arc::new(core);
     let (cert, key, ca) = tls_files(&config)?;
-    let tls = clavis_server::tls::server_config(&std::fs::read(&cert).with_context(|| format!("cannot read {}", cert.display()))?, &std::fs::read(&key).with_context(|| format!("cannot read {}", key.display()))?)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let tls = clavis_server::tls::server_config(
+        &std::fs::read(&cert).with_context(|| format!("cannot read {}", cert.display()))?,
+        &std::fs::read(&key).with_context(|| format!("cannot read {}", key.display()))?,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let bootstrap_file = match &bootstrap {
         Some(bootstrap) => Some(write_bootstrap(&config, bootstrap, ca.as_deref())?),
         None => None,
@@ -164,7 +179,11 @@ pub async fn run(config: Config) -> Result<()> {
     let state = AppState { core: core.clone(), ready: ready.clone(), master_key_file: master_file };
     let router = clavis_server::router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let intervals = jobs::Intervals { refresh: config.refresh_interval, usage_flush: config.usage_flush_interval, key_rotation: config.key_rotation_interval };
+    let intervals = jobs::Intervals {
+        refresh: config.refresh_interval,
+        usage_flush: config.usage_flush_interval,
+        key_rotation: config.key_rotation_interval,
+    };
     let jobs = jobs::spawn(core.clone(), intervals, stop_rx);
     print_banner(&config, &core, local, ca.as_deref(), bootstrap_file.as_deref(), started);
     ready.store(true, Ordering::Release);
@@ -199,10 +218,22 @@ async fn shutdown_signal() {
     }
 }
 
-fn print_banner(config: &Config, core: &Core, local: std::net::SocketAddr, ca: Option<&Path>, bootstrap: Option<&Path>, started: std::time::Instant) {
+fn print_banner(
+    config: &Config,
+    core: &Core,
+    local: std::net::SocketAddr,
+    ca: Option<&Path>,
+    bootstrap: Option<&Path>,
+    started: std::time::Instant,
+) {
     let tenant = core.default_tenant();
     let mut out = String::new();
-    out.push_str(&format!("Clavis {} is serving {} (listening on {local}, store: {})\n", env!("CARGO_PKG_VERSION"), config.public_url, core.store().backend()));
+    out.push_str(&format!(
+        "Clavis {} is serving {} (listening on {local}, store: {})\n",
+        env!("CARGO_PKG_VERSION"),
+        config.public_url,
+        core.store().backend()
+    ));
     if let Some(tenant) = tenant {
         out.push_str(&format!("  Tenant:            {} ({})\n", tenant.id, tenant.domains.join(", ")));
         out.push_str(&format!("  Authority:         {}/{}\n", config.public_url, tenant.id));
@@ -210,7 +241,10 @@ fn print_banner(config: &Config, core: &Core, local: std::net::SocketAddr, ca: O
     if let Some(ca) = ca {
         let ca = absolute(ca);
         out.push_str(&format!("  CA certificate:    {}\n", ca.display()));
-        out.push_str(&format!("    trust it with:   export REQUESTS_CA_BUNDLE={0} SSL_CERT_FILE={0} NODE_EXTRA_CA_CERTS={0}\n", ca.display()));
+        out.push_str(&format!(
+            "    trust it with:   export REQUESTS_CA_BUNDLE={0} SSL_CERT_FILE={0} NODE_EXTRA_CA_CERTS={0}\n",
+            ca.display()
+        ));
     }
     match bootstrap {
         Some(file) => out.push_str(&format!(

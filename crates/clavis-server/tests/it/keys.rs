@@ -45,25 +45,28 @@ both_backends!(signing_keys_rotate_with_publication_ahead, |app| Box::pin(async 
     app
 }));
 
-both_backends!(algorithm_change_signs_with_the_new_algorithm, |app| Box::pin(async move {
-    for (name, kty) in [("EdDSA", "OKP"), ("ES256", "EC"), ("RS256", "RSA")] {
-        let (status, body) = app.api(Method::PATCH, "/v1.0/organization", Some(json!({"signingAlgorithm": name}))).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let (_, body) = app.token(&app.admin_client_id, "x", "api://clavis/.default").await;
-        assert_eq!(body["error"], "invalid_client");
-        let client = app.create_app(&format!("alg-{name}"), &[]).await;
-        let (_, secret) = app.add_secret(&client, json!({})).await;
-        let (status, body) = app.token(client["appId"].as_str().unwrap(), &secret, "api://clavis/.default").await;
-        assert_eq!(status, StatusCode::OK);
-        let token = body["access_token"].as_str().unwrap();
-        let header: Value = serde_json::from_slice(&clavis_crypto::b64url_decode(token.split('.').next().unwrap()).unwrap()).unwrap();
-        assert_eq!(header["alg"], name);
-        let jwks: Value = app.http.get(format!("{}/{}/discovery/v2.0/keys", app.url, app.tenant_id)).send().await.unwrap().json().await.unwrap();
-        assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"] && k["kty"] == kty));
-        assert_eq!(claims(token)["tid"], app.tenant_id);
-    }
-    app
-}));
+both_backends!(algorithm_change_signs_with_the_new_algorithm, |app| {
+    Box::pin(async move {
+        for (name, kty) in [("EdDSA", "OKP"), ("ES256", "EC"), ("RS256", "RSA")] {
+            let (status, body) = app.api(Method::PATCH, "/v1.0/organization", Some(json!({"signingAlgorithm": name}))).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let (_, body) = app.token(&app.admin_client_id, "x", "api://clavis/.default").await;
+            assert_eq!(body["error"], "invalid_client");
+            let client = app.create_app(&format!("alg-{name}"), &[]).await;
+            let (_, secret) = app.add_secret(&client, json!({})).await;
+            let (status, body) = app.token(client["appId"].as_str().unwrap(), &secret, "api://clavis/.default").await;
+            assert_eq!(status, StatusCode::OK);
+            let token = body["access_token"].as_str().unwrap();
+            let header: Value = serde_json::from_slice(&clavis_crypto::b64url_decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+            assert_eq!(header["alg"], name);
+            let jwks: Value =
+                app.http.get(format!("{}/{}/discovery/v2.0/keys", app.url, app.tenant_id)).send().await.unwrap().json().await.unwrap();
+            assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"] && k["kty"] == kty));
+            assert_eq!(claims(token)["tid"], app.tenant_id);
+        }
+        app
+    })
+});
 
 both_backends!(master_key_rotation_rewraps_while_serving, |app| Box::pin(async move {
     let client = app.create_app("survivor", &[]).await;
@@ -83,7 +86,8 @@ both_backends!(master_key_rotation_rewraps_while_serving, |app| Box::pin(async m
     assert_eq!(app.token(&client_id, &secret, "api://clavis/.default").await.0, StatusCode::OK);
     // A restart with the new key opens the store; the old key no longer does.
     let clock = Arc::new(FixedClock::new(app.core.now()));
-    let reopened = Core::open(app.store.clone(), clock.clone(), MasterKey::parse(&stored).unwrap(), settings(&app.url, Algorithm::RS256)).await;
+    let reopened =
+        Core::open(app.store.clone(), clock.clone(), MasterKey::parse(&stored).unwrap(), settings(&app.url, Algorithm::RS256)).await;
     assert!(reopened.is_ok(), "{:?}", reopened.err());
     let refused = Core::open(app.store.clone(), clock, MasterKey::parse(&old_key).unwrap(), settings(&app.url, Algorithm::RS256)).await;
     assert!(refused.err().unwrap().to_string().contains("master key"));

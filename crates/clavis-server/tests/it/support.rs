@@ -46,11 +46,7 @@ impl std::io::Write for BufferWriter {
 fn init_logging() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(|| BufferWriter)
-            .with_ansi(false)
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(|| BufferWriter).with_ansi(false).try_init();
     });
 }
 
@@ -107,8 +103,6 @@ pub struct TestApp {
     pub core: Arc<Core>,
     pub store: Arc<SqlStore>,
     pub master_key_text: String,
-    pub database_url: String,
-    pub backend: Backend,
     secrets: Mutex<Vec<String>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -138,7 +132,11 @@ pub fn settings(public_url: &str, algorithm: Algorithm) -> CoreSettings {
         token_lifetime_min: time::Duration::minutes(60),
         token_lifetime_max: time::Duration::minutes(90),
         credential_clock_skew: time::Duration::seconds(60),
-        rotation: RotationSchedule { period: time::Duration::days(90), publish_ahead: time::Duration::days(1), retain_after: time::Duration::minutes(100) },
+        rotation: RotationSchedule {
+            period: time::Duration::days(90),
+            publish_ahead: time::Duration::days(1),
+            retain_after: time::Duration::minutes(100),
+        },
         default_tenant_domain: "contoso.clavis.localhost".into(),
         default_tenant_name: "Contoso".into(),
         default_signing_algorithm: algorithm,
@@ -177,10 +175,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
     let server = tokio::spawn(clavis_server::serve::serve(listener, tls, router, async move {
         let _ = shutdown_rx.await;
     }));
-    let http = reqwest::Client::builder()
-        .use_rustls_tls_with_ca(&ca.cert_pem)
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().use_rustls_tls_with_ca(&ca.cert_pem).build().unwrap();
     let mut app = TestApp {
         url,
         tenant_id: bootstrap.tenant_id.clone(),
@@ -191,8 +186,6 @@ pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
         core,
         store,
         master_key_text,
-        database_url,
-        backend,
         secrets: Mutex::new(vec![bootstrap.client_secret.expose().to_string()]),
         shutdown: Some(shutdown),
         server: Some(server),
@@ -219,7 +212,11 @@ impl TrustCa for reqwest::ClientBuilder {
             roots.add(cert.unwrap()).unwrap();
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         self.use_preconfigured_tls(tls)
     }
 }
@@ -270,14 +267,21 @@ impl TestApp {
 
     /// Registers an application and returns its JSON.
     pub async fn create_app(&self, name: &str, identifier_uris: &[&str]) -> Value {
-        let (status, body) = self.api(Method::POST, "/v1.0/applications", Some(json!({"displayName": name, "identifierUris": identifier_uris}))).await;
+        let (status, body) =
+            self.api(Method::POST, "/v1.0/applications", Some(json!({"displayName": name, "identifierUris": identifier_uris}))).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body
     }
 
     /// Adds a secret to an application; returns (keyId, secretText).
     pub async fn add_secret(&self, app: &Value, credential: Value) -> (String, String) {
-        let (status, body) = self.api(Method::POST, &format!("/v1.0/applications/{}/addPassword", app["id"].as_str().unwrap()), Some(json!({"passwordCredential": credential}))).await;
+        let (status, body) = self
+            .api(
+                Method::POST,
+                &format!("/v1.0/applications/{}/addPassword", app["id"].as_str().unwrap()),
+                Some(json!({"passwordCredential": credential})),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let secret = body["secretText"].as_str().unwrap().to_string();
         self.remember(&secret);
@@ -326,13 +330,17 @@ macro_rules! both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
                 let app = $crate::support::spawn($crate::support::Backend::Sqlite).await;
-                let run: fn($crate::support::TestApp) -> std::pin::Pin<Box<dyn std::future::Future<Output = $crate::support::TestApp> + Send>> = $body;
+                let run: fn(
+                    $crate::support::TestApp,
+                ) -> std::pin::Pin<Box<dyn std::future::Future<Output = $crate::support::TestApp> + Send>> = $body;
                 run(app).await.finish().await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 let app = $crate::support::spawn($crate::support::Backend::Postgres).await;
-                let run: fn($crate::support::TestApp) -> std::pin::Pin<Box<dyn std::future::Future<Output = $crate::support::TestApp> + Send>> = $body;
+                let run: fn(
+                    $crate::support::TestApp,
+                ) -> std::pin::Pin<Box<dyn std::future::Future<Output = $crate::support::TestApp> + Send>> = $body;
                 run(app).await.finish().await;
             }
         }
@@ -346,7 +354,10 @@ pub fn assert_entra_error(status: StatusCode, body: &Value, expected_status: u16
     assert_eq!(body["error_codes"], json!([code]), "{body}");
     let description = body["error_description"].as_str().unwrap();
     assert!(description.starts_with(&format!("AADSTS{code}: ")), "{description}");
-    assert!(description.contains("\r\nTrace ID: ") && description.contains("\r\nCorrelation ID: ") && description.contains("\r\nTimestamp: "), "{description}");
+    assert!(
+        description.contains("\r\nTrace ID: ") && description.contains("\r\nCorrelation ID: ") && description.contains("\r\nTimestamp: "),
+        "{description}"
+    );
     assert!(body["trace_id"].is_string() && body["correlation_id"].is_string() && body["timestamp"].is_string(), "{body}");
 }
 

@@ -8,7 +8,13 @@ use crate::support::{assert_entra_error, claims, TestApp};
 
 async fn client_and_resource(app: &TestApp) -> (Value, Value, String) {
     let resource = app.create_app("orders-api", &["api://orders"]).await;
-    let (status, role) = app.api(Method::POST, &format!("/v1.0/applications/{}/appRoles", resource["id"].as_str().unwrap()), Some(json!({"value": "Orders.Read"}))).await;
+    let (status, role) = app
+        .api(
+            Method::POST,
+            &format!("/v1.0/applications/{}/appRoles", resource["id"].as_str().unwrap()),
+            Some(json!({"value": "Orders.Read"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{role}");
     let client = app.create_app("worker", &[]).await;
     let (status, grant) = app
@@ -35,13 +41,15 @@ both_backends!(discovery_documents, |app| Box::pin(async move {
         assert_eq!(document["authorization_endpoint"], format!("{}/{tid}/oauth2/v2.0/authorize", app.url));
         assert_eq!(document["jwks_uri"], format!("{}/{tid}/discovery/v2.0/keys", app.url));
     }
-    let adfs: Value = app.http.get(format!("{}/adfs/.well-known/openid-configuration", app.url)).send().await.unwrap().json().await.unwrap();
+    let adfs: Value =
+        app.http.get(format!("{}/adfs/.well-known/openid-configuration", app.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(adfs["token_endpoint"], format!("{}/{}/oauth2/v2.0/token", app.url, app.tenant_id));
     let response = app.http.get(format!("{}/nowhere.example/v2.0/.well-known/openid-configuration", app.url)).send().await.unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     assert_entra_error(status, &body, 400, "invalid_tenant", 90002);
-    let jwks: Value = app.http.get(format!("{}/{}/discovery/v2.0/keys", app.url, app.tenant_id)).send().await.unwrap().json().await.unwrap();
+    let jwks: Value =
+        app.http.get(format!("{}/{}/discovery/v2.0/keys", app.url, app.tenant_id)).send().await.unwrap().json().await.unwrap();
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0]["kty"], "RSA");
@@ -79,7 +87,13 @@ both_backends!(tokens_carry_entra_claims_and_roles, |app| Box::pin(async move {
     assert_eq!(header["x5t"], header["kid"]);
 
     // Switch the resource to v2 tokens: aud becomes its client id.
-    let (status, _) = app.api(Method::PATCH, &format!("/v1.0/applications/{}", resource["id"].as_str().unwrap()), Some(json!({"api": {"requestedAccessTokenVersion": 2}}))).await;
+    let (status, _) = app
+        .api(
+            Method::PATCH,
+            &format!("/v1.0/applications/{}", resource["id"].as_str().unwrap()),
+            Some(json!({"api": {"requestedAccessTokenVersion": 2}})),
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     for scope in ["api://orders/.default", &format!("{}/.default", resource["appId"].as_str().unwrap()), "API://ORDERS//.default"] {
         let (status, body) = app.token(client_id, &secret, scope).await;
@@ -97,7 +111,12 @@ both_backends!(tokens_carry_entra_claims_and_roles, |app| Box::pin(async move {
         .http
         .post(format!("{}/contoso.clavis.localhost/oauth2/v2.0/token", app.url))
         .basic_auth(client_id, Some(&secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", "api://orders/.default"), ("x-client-SKU", "msal.js.node"), ("claims", "{\"access_token\":{\"xms_cc\":{\"values\":[\"CP1\"]}}}")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "api://orders/.default"),
+            ("x-client-SKU", "msal.js.node"),
+            ("claims", "{\"access_token\":{\"xms_cc\":{\"values\":[\"CP1\"]}}}"),
+        ])
         .send()
         .await
         .unwrap();
@@ -122,59 +141,248 @@ both_backends!(tokens_carry_entra_claims_and_roles, |app| Box::pin(async move {
     assert_eq!(body["resource"], "api://orders");
 
     // Tokens verify against the JWKS.
-    let jwks: Value = app.http.get(format!("{}/{}/discovery/v2.0/keys", app.url, app.tenant_id)).send().await.unwrap().json().await.unwrap();
+    let jwks: Value =
+        app.http.get(format!("{}/{}/discovery/v2.0/keys", app.url, app.tenant_id)).send().await.unwrap().json().await.unwrap();
     let kid = jwks["keys"][0]["kid"].as_str().unwrap();
-    let header: Value = serde_json::from_slice(&clavis_crypto::b64url_decode(body["access_token"].as_str().unwrap().split('.').next().unwrap()).unwrap()).unwrap();
+    let header: Value =
+        serde_json::from_slice(&clavis_crypto::b64url_decode(body["access_token"].as_str().unwrap().split('.').next().unwrap()).unwrap())
+            .unwrap();
     assert_eq!(header["kid"], kid);
     app
 }));
 
-both_backends!(every_token_error_has_its_code_and_changes_nothing, |app| Box::pin(async move {
-    let (client, _resource, secret) = client_and_resource(&app).await;
-    let client_id = client["appId"].as_str().unwrap().to_string();
-    let head = app.audit_head().await;
-    let tid = app.tenant_id.clone();
-    let form = |pairs: &[(&str, &str)]| serde_urlencoded_encode(pairs);
-    let v2 = format!("/{tid}/oauth2/v2.0/token");
-    let urlencoded = "application/x-www-form-urlencoded";
-    let cases: Vec<(String, &str, Vec<u8>, u16, &str, u64)> = vec![
-        (v2.clone(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", "wrong"), ("scope", "api://orders/.default")]), 401, "invalid_client", 7000215),
-        (v2.clone(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", "00000000-0000-4000-8000-000000000000"), ("client_secret", &secret), ("scope", "api://orders/.default")]), 400, "unauthorized_client", 700016),
-        (v2.clone(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", "not-a-guid"), ("client_secret", &secret), ("scope", "api://orders/.default")]), 400, "unauthorized_client", 700016),
-        ("/nowhere.example/oauth2/v2.0/token".into(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", &secret), ("scope", "api://orders/.default")]), 400, "invalid_request", 90002),
-        ("/common/oauth2/v2.0/token".into(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", &secret), ("scope", "api://orders/.default")]), 400, "invalid_request", 9001023),
-        (v2.clone(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("scope", "api://orders/.default")]), 401, "invalid_client", 7000218),
-        (v2.clone(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", &secret), ("scope", "api://orders/read")]), 400, "invalid_scope", 1002012),
-        (v2.clone(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", &secret), ("scope", "api://orders/.default api://clavis/.default")]), 400, "invalid_scope", 700022),
-        (v2.clone(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", &secret), ("scope", "api://nothing/.default")]), 400, "invalid_resource", 500011),
-        (v2.clone(), urlencoded, form(&[("grant_type", "password"), ("client_id", &client_id), ("client_secret", &secret), ("scope", "api://orders/.default")]), 400, "unsupported_grant_type", 70003),
-        (v2.clone(), urlencoded, form(&[("client_id", &client_id), ("client_secret", &secret), ("scope", "api://orders/.default")]), 400, "invalid_request", 900144),
-        (v2.clone(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_secret", &secret), ("scope", "api://orders/.default")]), 400, "invalid_request", 900144),
-        (v2.clone(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", &secret)]), 400, "invalid_request", 900144),
-        (format!("/{tid}/oauth2/token"), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", &secret)]), 400, "invalid_request", 900144),
-        (v2.clone(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_id", &client_id), ("client_secret", &secret), ("scope", "api://orders/.default")]), 400, "invalid_request", 90023),
-        (v2.clone(), urlencoded, b"grant_type=client_credentials&client_id=%FF%FE&scope=x".to_vec(), 400, "invalid_request", 90023),
-        (v2.clone(), urlencoded, vec![0xff, 0xfe, 0x00, 0x01], 400, "invalid_request", 90023),
-        (v2.clone(), "application/json", br#"{"grant_type":"client_credentials"}"#.to_vec(), 400, "invalid_request", 90023),
-        (v2.clone(), "text/plain", b"grant_type=client_credentials".to_vec(), 400, "invalid_request", 90023),
-        (v2.clone(), urlencoded, vec![b'a'; 70 * 1024], 413, "invalid_request", 90023),
-        (v2.clone(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", &secret), ("scope", "/.default")]), 400, "invalid_scope", 1002012),
-        (v2.clone(), urlencoded, form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", "a.b.c"), ("scope", "api://orders/.default")]), 401, "invalid_client", 700027),
-    ];
-    let count = cases.len();
-    for (path, content_type, body, status, error, code) in cases {
-        let (actual, headers, answer) = app.raw_token(&path, content_type, body).await;
-        assert_entra_error(actual, &answer, status, error, code);
-        assert_eq!(headers["content-type"], "application/json; charset=utf-8");
-        assert!(!answer.to_string().contains(&secret), "an error body echoed the secret");
-    }
-    assert_eq!(app.audit_head().await, head, "a refused token request changed stored state");
-    // Still healthy, and the right secret still works.
-    let (status, _) = app.token(&client_id, &secret, "api://orders/.default").await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(count >= 20);
-    app
-}));
+/// (path, content type, body, expected status, `error`, AADSTS code).
+type Case<'a> = (String, &'a str, Vec<u8>, u16, &'a str, u64);
+
+both_backends!(every_token_error_has_its_code_and_changes_nothing, |app| {
+    Box::pin(async move {
+        let (client, _resource, secret) = client_and_resource(&app).await;
+        let client_id = client["appId"].as_str().unwrap().to_string();
+        let head = app.audit_head().await;
+        let tid = app.tenant_id.clone();
+        let form = |pairs: &[(&str, &str)]| serde_urlencoded_encode(pairs);
+        let v2 = format!("/{tid}/oauth2/v2.0/token");
+        let urlencoded = "application/x-www-form-urlencoded";
+        let cases: Vec<Case> = vec![
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &client_id),
+                    ("client_secret", "wrong"),
+                    ("scope", "api://orders/.default"),
+                ]),
+                401,
+                "invalid_client",
+                7000215,
+            ),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", "00000000-0000-4000-8000-000000000000"),
+                    ("client_secret", &secret),
+                    ("scope", "api://orders/.default"),
+                ]),
+                400,
+                "unauthorized_client",
+                700016,
+            ),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", "not-a-guid"),
+                    ("client_secret", &secret),
+                    ("scope", "api://orders/.default"),
+                ]),
+                400,
+                "unauthorized_client",
+                700016,
+            ),
+            (
+                "/nowhere.example/oauth2/v2.0/token".into(),
+                urlencoded,
+                form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &client_id),
+                    ("client_secret", &secret),
+                    ("scope", "api://orders/.default"),
+                ]),
+                400,
+                "invalid_request",
+                90002,
+            ),
+            (
+                "/common/oauth2/v2.0/token".into(),
+                urlencoded,
+                form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &client_id),
+                    ("client_secret", &secret),
+                    ("scope", "api://orders/.default"),
+                ]),
+                400,
+                "invalid_request",
+                9001023,
+            ),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("scope", "api://orders/.default")]),
+                401,
+                "invalid_client",
+                7000218,
+            ),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &client_id),
+                    ("client_secret", &secret),
+                    ("scope", "api://orders/read"),
+                ]),
+                400,
+                "invalid_scope",
+                1002012,
+            ),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &client_id),
+                    ("client_secret", &secret),
+                    ("scope", "api://orders/.default api://clavis/.default"),
+                ]),
+                400,
+                "invalid_scope",
+                700022,
+            ),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &client_id),
+                    ("client_secret", &secret),
+                    ("scope", "api://nothing/.default"),
+                ]),
+                400,
+                "invalid_resource",
+                500011,
+            ),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[
+                    ("grant_type", "password"),
+                    ("client_id", &client_id),
+                    ("client_secret", &secret),
+                    ("scope", "api://orders/.default"),
+                ]),
+                400,
+                "unsupported_grant_type",
+                70003,
+            ),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[("client_id", &client_id), ("client_secret", &secret), ("scope", "api://orders/.default")]),
+                400,
+                "invalid_request",
+                900144,
+            ),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[("grant_type", "client_credentials"), ("client_secret", &secret), ("scope", "api://orders/.default")]),
+                400,
+                "invalid_request",
+                900144,
+            ),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", &secret)]),
+                400,
+                "invalid_request",
+                900144,
+            ),
+            (
+                format!("/{tid}/oauth2/token"),
+                urlencoded,
+                form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", &secret)]),
+                400,
+                "invalid_request",
+                900144,
+            ),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &client_id),
+                    ("client_id", &client_id),
+                    ("client_secret", &secret),
+                    ("scope", "api://orders/.default"),
+                ]),
+                400,
+                "invalid_request",
+                90023,
+            ),
+            (v2.clone(), urlencoded, b"grant_type=client_credentials&client_id=%FF%FE&scope=x".to_vec(), 400, "invalid_request", 90023),
+            (v2.clone(), urlencoded, vec![0xff, 0xfe, 0x00, 0x01], 400, "invalid_request", 90023),
+            (v2.clone(), "application/json", br#"{"grant_type":"client_credentials"}"#.to_vec(), 400, "invalid_request", 90023),
+            (v2.clone(), "text/plain", b"grant_type=client_credentials".to_vec(), 400, "invalid_request", 90023),
+            (v2.clone(), urlencoded, vec![b'a'; 70 * 1024], 413, "invalid_request", 90023),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &client_id),
+                    ("client_secret", &secret),
+                    ("scope", "/.default"),
+                ]),
+                400,
+                "invalid_scope",
+                1002012,
+            ),
+            (
+                v2.clone(),
+                urlencoded,
+                form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &client_id),
+                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    ("client_assertion", "a.b.c"),
+                    ("scope", "api://orders/.default"),
+                ]),
+                401,
+                "invalid_client",
+                700027,
+            ),
+        ];
+        let count = cases.len();
+        for (path, content_type, body, status, error, code) in cases {
+            let (actual, headers, answer) = app.raw_token(&path, content_type, body).await;
+            assert_entra_error(actual, &answer, status, error, code);
+            assert_eq!(headers["content-type"], "application/json; charset=utf-8");
+            assert!(!answer.to_string().contains(&secret), "an error body echoed the secret");
+        }
+        assert_eq!(app.audit_head().await, head, "a refused token request changed stored state");
+        // Still healthy, and the right secret still works.
+        let (status, _) = app.token(&client_id, &secret, "api://orders/.default").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(count >= 20);
+        app
+    })
+});
 
 fn serde_urlencoded_encode(pairs: &[(&str, &str)]) -> Vec<u8> {
     let mut out = String::new();
@@ -206,7 +414,12 @@ both_backends!(expiry_and_not_before_are_enforced, |app| Box::pin(async move {
     let now = app.core.now();
     let fmt = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
     let (_, secret) = app.add_secret(&client, json!({"endDateTime": fmt(now + time::Duration::days(2))})).await;
-    let (_, future_secret) = app.add_secret(&client, json!({"startDateTime": fmt(now + time::Duration::days(1)), "endDateTime": fmt(now + time::Duration::days(30))})).await;
+    let (_, future_secret) = app
+        .add_secret(
+            &client,
+            json!({"startDateTime": fmt(now + time::Duration::days(1)), "endDateTime": fmt(now + time::Duration::days(30))}),
+        )
+        .await;
     let client_id = client["appId"].as_str().unwrap();
     assert_eq!(app.token(client_id, &secret, "api://expiring/.default").await.0, StatusCode::OK);
     let (status, body) = app.token(client_id, &future_secret, "api://expiring/.default").await;
