@@ -2,6 +2,7 @@
 //! PostgreSQL, driven over HTTPS. See `support` for the harness.
 
 mod api;
+mod audit;
 mod keys;
 mod support;
 mod token;
