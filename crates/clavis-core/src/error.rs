@@ -22,6 +22,9 @@ pub enum CoreError {
     /// The caller is not authenticated (missing, invalid, expired or revoked token).
     #[error("{0}")]
     Unauthenticated(String),
+    /// Too many requests; retry after the given seconds.
+    #[error("{message}")]
+    Throttled { retry_after_seconds: u64, message: String },
     /// A token request failed; the token service maps it to an AADSTS code.
     #[error(transparent)]
     Token(#[from] TokenError),

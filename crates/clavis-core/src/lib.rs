@@ -18,8 +18,12 @@ pub mod keys;
 pub mod policy;
 pub mod store;
 pub mod token;
+pub mod vault;
 
 mod core;
 
-pub use crate::core::{ApplicationPatch, BootstrapCredential, Core, CoreSettings, NewApplication, UsageStats};
+pub use crate::core::{
+    vault_app_id, ApplicationPatch, BootstrapCredential, Core, CoreSettings, NewApplication, PropertiesPatch, SecretValue, UsageStats,
+    VaultPatch, VaultStateChange, VerifiedToken,
+};
 pub use error::{CoreError, Result};

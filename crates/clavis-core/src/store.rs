@@ -14,6 +14,8 @@ use crate::audit::{AuditRecord, Change, DomainEvent};
 use crate::credential::PasswordCredential;
 use crate::error::Result;
 use crate::identity::{AppRoleAssignment, Application, Tenant};
+use crate::policy::VaultRoleAssignment;
+use crate::vault::{DeletedState, Secret, SecretVersion, Vault};
 
 /// A key wrapped under the master key (a data key or the client-secret HMAC key).
 #[derive(Clone, Debug)]
@@ -104,6 +106,31 @@ pub enum Mutation {
     InsertSigningKey { key: StoredSigningKey, retire: Vec<(String, OffsetDateTime)> },
     /// Deletes signing keys whose `expire_at` is before the instant.
     DeleteExpiredSigningKeys(OffsetDateTime),
+    /// Creates a vault (a taken name is a conflict).
+    InsertVault(Vault),
+    /// Changes a vault's settings or soft-delete state.
+    UpdateVault(Vault),
+    /// Deletes a vault with all its secrets and the role assignments scoped to it.
+    PurgeVault { vault_id: String, name: String },
+    /// Adds a version, creating the secret when new. A deleted secret is a conflict
+    /// (`ObjectIsDeletedButRecoverable`).
+    PutSecretVersion(SecretVersion),
+    /// Replaces the properties and `updated` of one version.
+    UpdateSecretVersion(SecretVersion),
+    /// Soft-deletes a secret (not found, or already deleted, is an error).
+    DeleteSecret { vault_id: String, name: String, deleted: DeletedState },
+    /// Recovers a deleted secret.
+    RecoverSecret { vault_id: String, name: String },
+    /// Purges a deleted secret and its versions.
+    PurgeSecret { vault_id: String, name: String },
+    /// Restores a secret with its versions (an existing name is a conflict).
+    RestoreSecret(Secret),
+    /// Purges every deleted secret scheduled for purge before the instant.
+    PurgeDeletedSecrets(OffsetDateTime),
+    /// Grants a vault role (a duplicate grant is a conflict).
+    InsertVaultAssignment(VaultRoleAssignment),
+    /// Removes a vault role grant (not found is an error).
+    DeleteVaultAssignment { tenant_id: String, id: String },
 }
 
 /// Mutations applied in one transaction together with their audit records and outbox events.
@@ -117,6 +144,21 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Whether the batch changes tenants or key material, which a node keeps loaded in memory.
+    pub fn touches_tenants_or_keys(&self) -> bool {
+        self.mutations.iter().any(|m| {
+            matches!(
+                m,
+                Mutation::InsertWrappedKeys(_)
+                    | Mutation::RewrapKeys { .. }
+                    | Mutation::InsertTenant(_)
+                    | Mutation::UpdateTenant(_)
+                    | Mutation::InsertSigningKey { .. }
+                    | Mutation::DeleteExpiredSigningKeys(_)
+            )
+        })
+    }
+
     /// A batch of one mutation and its change.
     pub fn one(mutation: Mutation, change: Change) -> Self {
         Self { mutations: vec![mutation], changes: vec![change] }
@@ -166,4 +208,18 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_head(&self) -> Result<i64>;
     /// Outbox events with `seq > after`, oldest first.
     async fn events(&self, after: i64, limit: i64) -> Result<Vec<(i64, DomainEvent)>>;
+
+    /// The vaults of a tenant, deleted ones included.
+    async fn vaults(&self, tenant_id: &str) -> Result<Vec<Vault>>;
+    /// A vault by (lower-case) name.
+    async fn vault_by_name(&self, name: &str) -> Result<Option<Vault>>;
+    /// A secret with all its versions, deleted or not.
+    async fn secret(&self, vault_id: &str, name: &str) -> Result<Option<Secret>>;
+    /// A page of secrets (live or deleted) of a vault in name order after `after`, each with its
+    /// latest version only.
+    async fn secrets(&self, vault_id: &str, deleted: bool, after: &str, limit: i64) -> Result<Vec<Secret>>;
+    /// Whether any deleted secret is due for purge at `now`.
+    async fn secrets_due(&self, now: OffsetDateTime) -> Result<bool>;
+    /// Vault role assignments of a tenant, optionally of one principal.
+    async fn vault_assignments(&self, tenant_id: &str, principal_id: Option<&str>) -> Result<Vec<VaultRoleAssignment>>;
 }

@@ -46,6 +46,12 @@ pub fn routes() -> Router<AppState> {
         .route("/v1.0/servicePrincipals/{id}/appRoleAssignedTo/{assignment}", delete(revoke_role))
         .route("/v1.0/servicePrincipals/{id}/appRoleAssignments/{assignment}", delete(revoke_role))
         .route("/v1.0/clavis/rotateMasterKey", post(rotate_master_key))
+        .route("/v1.0/clavis/vaults", get(list_vaults).post(create_vault))
+        .route("/v1.0/clavis/vaults/{name}", get(vault).patch(update_vault).delete(delete_vault))
+        .route("/v1.0/clavis/vaults/{name}/recover", post(recover_vault))
+        .route("/v1.0/clavis/vaults/{name}/purge", post(purge_vault))
+        .route("/v1.0/clavis/vaultRoleAssignments", get(list_vault_roles).post(assign_vault_role))
+        .route("/v1.0/clavis/vaultRoleAssignments/{id}", delete(remove_vault_role))
         .route("/v1.0/clavis/auditRecords", get(audit_records))
 }
 
@@ -591,4 +597,178 @@ async fn audit_records(State(state): State<AppState>, Caller(principal): Caller,
     let auth = state.core.authorize(&principal, Permission::Administer)?;
     let records = state.core.audit_records(&auth, query.after.unwrap_or(0), query.limit.unwrap_or(100)).await?;
     Ok(list("auditRecords", records.iter().map(|r| json!(r)).collect()))
+}
+
+// ----- vaults ------------------------------------------------------------------------------------------
+
+fn vault_json(state: &AppState, vault: &clavis_core::vault::Vault) -> Value {
+    let resource_host = state.core.settings().vault_resource.trim_start_matches("https://").to_string();
+    json!({
+        "id": vault.id,
+        "name": vault.name,
+        "vaultUri": format!("https://{}.{resource_host}", vault.name),
+        "retentionDays": vault.retention_days,
+        "purgeProtection": vault.purge_protection,
+        "enforceExpiry": vault.enforce_expiry,
+        "rateLimit": vault.rate_limit,
+        "recoveryLevel": vault.recovery_level(),
+        "createdDateTime": rfc3339(vault.created_at),
+        "deletedDateTime": vault.deleted_at.map(rfc3339),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateVault {
+    name: String,
+    retention_days: Option<i64>,
+    purge_protection: Option<bool>,
+    enforce_expiry: Option<bool>,
+    rate_limit: Option<i64>,
+}
+
+async fn create_vault(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Body(body): Body<CreateVault>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let defaults = clavis_core::vault::VaultSettings::default();
+    let settings = clavis_core::vault::VaultSettings {
+        retention_days: body.retention_days.unwrap_or(defaults.retention_days),
+        purge_protection: body.purge_protection.unwrap_or(defaults.purge_protection),
+        enforce_expiry: body.enforce_expiry.unwrap_or(defaults.enforce_expiry),
+        rate_limit: body.rate_limit.unwrap_or(defaults.rate_limit),
+    };
+    let vault = state.core.create_vault(&auth, &context, &body.name, settings).await?;
+    Ok(created(vault_json(&state, &vault)))
+}
+
+async fn list_vaults(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Read)?;
+    let vaults = state.core.list_vaults(&auth).await?;
+    Ok(list("vaults", vaults.iter().map(|v| vault_json(&state, v)).collect()))
+}
+
+async fn vault(State(state): State<AppState>, Caller(principal): Caller, Path(name): Path<String>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Read)?;
+    let vault = state.core.vault(&auth, &name).await?;
+    Ok(ok(vault_json(&state, &vault)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateVault {
+    purge_protection: Option<bool>,
+    enforce_expiry: Option<bool>,
+    rate_limit: Option<i64>,
+}
+
+async fn update_vault(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(name): Path<String>,
+    Body(body): Body<UpdateVault>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let patch = clavis_core::VaultPatch {
+        purge_protection: body.purge_protection,
+        enforce_expiry: body.enforce_expiry,
+        rate_limit: body.rate_limit,
+    };
+    let vault = state.core.update_vault(&auth, &context, &name, patch).await?;
+    Ok(ok(vault_json(&state, &vault)))
+}
+
+async fn vault_state(
+    state: &AppState,
+    principal: &clavis_core::policy::Principal,
+    context: &clavis_core::audit::RequestContext,
+    name: &str,
+    change: clavis_core::VaultStateChange,
+) -> ApiResult {
+    let auth = state.core.authorize(principal, Permission::Administer)?;
+    state.core.change_vault_state(&auth, context, name, change).await?;
+    Ok(no_content())
+}
+
+async fn delete_vault(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(name): Path<String>,
+) -> ApiResult {
+    vault_state(&state, &principal, &context, &name, clavis_core::VaultStateChange::Delete).await
+}
+
+async fn recover_vault(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(name): Path<String>,
+) -> ApiResult {
+    vault_state(&state, &principal, &context, &name, clavis_core::VaultStateChange::Recover).await
+}
+
+async fn purge_vault(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(name): Path<String>,
+) -> ApiResult {
+    vault_state(&state, &principal, &context, &name, clavis_core::VaultStateChange::Purge).await
+}
+
+fn vault_role_json(assignment: &clavis_core::policy::VaultRoleAssignment, applications: &[Application]) -> Value {
+    let principal = applications.iter().find(|a| a.service_principal_id == assignment.principal_id);
+    json!({
+        "id": assignment.id,
+        "principalId": assignment.principal_id,
+        "principalAppId": principal.map(|p| p.app_id.clone()),
+        "principalDisplayName": principal.map(|p| p.display_name.clone()),
+        "roleDefinitionId": assignment.role.id(),
+        "roleName": assignment.role.name(),
+        "scope": assignment.scope,
+        "createdDateTime": rfc3339(assignment.created_at),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AssignVaultRole {
+    principal_id: String,
+    role: String,
+    scope: String,
+}
+
+async fn assign_vault_role(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Body(body): Body<AssignVaultRole>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let assignment = state.core.assign_vault_role(&auth, &context, &body.principal_id, &body.role, &body.scope).await?;
+    let applications = state.core.applications(&auth).await?;
+    Ok(created(vault_role_json(&assignment, &applications)))
+}
+
+async fn list_vault_roles(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Read)?;
+    let assignments = state.core.vault_role_assignments(&auth).await?;
+    let applications = state.core.applications(&auth).await?;
+    Ok(list("vaultRoleAssignments", assignments.iter().map(|a| vault_role_json(a, &applications)).collect()))
+}
+
+async fn remove_vault_role(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    state.core.remove_vault_role(&auth, &context, &id).await?;
+    Ok(no_content())
 }

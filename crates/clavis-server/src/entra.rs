@@ -269,6 +269,11 @@ pub fn token_error_response(error: &TokenError) -> Response {
 fn core_error_response(error: CoreError) -> Response {
     match error {
         CoreError::Token(token_error) => token_error_response(&token_error),
+        CoreError::Throttled { retry_after_seconds, message } => {
+            let mut response = entra_error(StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", 50196, message);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+            response
+        }
         CoreError::Store(detail) => {
             tracing::error!(error = %detail, "store failure on the token path");
             entra_error(
@@ -326,24 +331,9 @@ fn parse_form(body: &[u8]) -> Result<TokenForm, TokenError> {
     Ok(form)
 }
 
-/// Decodes one `application/x-www-form-urlencoded` component: `+` and `%20` are spaces, and the
-/// result must be valid UTF-8 (no lossy replacement: a mangled secret must not look like text).
 fn decode_component(raw: &[u8]) -> Result<String, TokenError> {
-    let malformed = || TokenError::Malformed("the body is not valid UTF-8 application/x-www-form-urlencoded data.".into());
-    let mut out = Vec::with_capacity(raw.len());
-    let mut bytes = raw.iter();
-    while let Some(&byte) = bytes.next() {
-        match byte {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let high = bytes.next().and_then(|b| (*b as char).to_digit(16)).ok_or_else(malformed)?;
-                let low = bytes.next().and_then(|b| (*b as char).to_digit(16)).ok_or_else(malformed)?;
-                out.push((high * 16 + low) as u8);
-            }
-            other => out.push(other),
-        }
-    }
-    String::from_utf8(out).map_err(|_| malformed())
+    crate::form::decode(raw)
+        .ok_or_else(|| TokenError::Malformed("the body is not valid UTF-8 application/x-www-form-urlencoded data.".into()))
 }
 
 /// `client_secret_basic` (RFC 6749 §2.3.1): `Basic base64(urlencode(id) ":" urlencode(secret))`.

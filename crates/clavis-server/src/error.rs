@@ -30,27 +30,28 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// A 400 with a message naming the field and the reason.
     pub fn bad_request(message: String) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, code: "Request_BadRequest", message }
+        Self { status: StatusCode::BAD_REQUEST, code: "Request_BadRequest", message, retry_after: None }
     }
 
     /// A 401 (missing, malformed, expired or foreign token).
     pub fn unauthenticated(message: String) -> Self {
-        Self { status: StatusCode::UNAUTHORIZED, code: "InvalidAuthenticationToken", message }
+        Self { status: StatusCode::UNAUTHORIZED, code: "InvalidAuthenticationToken", message, retry_after: None }
     }
 
     /// A 404.
     pub fn not_found(message: String) -> Self {
-        Self { status: StatusCode::NOT_FOUND, code: "Request_ResourceNotFound", message }
+        Self { status: StatusCode::NOT_FOUND, code: "Request_ResourceNotFound", message, retry_after: None }
     }
 
     /// Any status with a Graph code.
     pub fn new(status: StatusCode, code: &'static str, message: String) -> Self {
-        Self { status, code, message }
+        Self { status, code, message, retry_after: None }
     }
 }
 
@@ -63,6 +64,9 @@ impl From<CoreError> for ApiError {
             CoreError::Forbidden(message) => Self::new(StatusCode::FORBIDDEN, "Authorization_RequestDenied", message),
             CoreError::Unauthenticated(message) => Self::unauthenticated(message),
             CoreError::Token(token_error) => Self::bad_request(token_error.to_string()),
+            CoreError::Throttled { retry_after_seconds, message } => {
+                Self { status: StatusCode::TOO_MANY_REQUESTS, code: "TooManyRequests", message, retry_after: Some(retry_after_seconds) }
+            }
             CoreError::Store(detail) => {
                 tracing::error!(error = %detail, "store failure");
                 Self::new(
@@ -107,8 +111,8 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer error=\"invalid_token\", scope=\"api://clavis/.default\""),
             );
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        if let Some(seconds) = self.retry_after.or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(5)) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response.extensions_mut().insert(ErrorCode(code.to_string()));
         response.extensions_mut().insert(DeferredBody(Arc::new(render)));

@@ -16,7 +16,7 @@ pub struct Intervals {
     pub refresh: Duration,
     /// Last-use flush (bounds how stale "last used" is, and what a crash loses).
     pub usage_flush: Duration,
-    /// Signing-key rotation check.
+    /// Signing-key rotation check and purge of deleted secrets past their retention.
     pub key_rotation: Duration,
 }
 
@@ -52,6 +52,9 @@ pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receive
                         Ok(0) => {}
                         Ok(created) => tracing::info!(created, "signing keys created by rotation"),
                         Err(error) => tracing::warn!(%error, "signing-key rotation failed"),
+                    }
+                    if let Err(error) = core.purge_due().await {
+                        tracing::warn!(%error, "purge of deleted secrets past their retention failed");
                     }
                 }
                 changed = shutdown.changed() => {

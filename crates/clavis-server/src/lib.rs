@@ -11,7 +11,9 @@ pub mod api;
 pub mod context;
 pub mod entra;
 pub mod error;
+mod form;
 pub mod jobs;
+pub mod keyvault;
 pub mod serve;
 pub mod tls;
 
@@ -21,6 +23,7 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
+use tower::ServiceExt as _;
 
 use clavis_core::Core;
 
@@ -38,9 +41,10 @@ pub struct AppState {
 /// Limits on request bodies: token requests are small forms; management bodies small JSON.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The whole HTTP surface.
+/// The whole HTTP surface: vault hosts (`{vault}.vault.{host}`) go to the Key Vault API, every
+/// other host to the token service and the management API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let main = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(api::routes())
@@ -48,7 +52,21 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(context::edge))
-        .with_state(state)
+        .with_state(state.clone());
+    let vault = keyvault::routes(state.clone()).layer(axum::middleware::from_fn(context::edge)).with_state(state.clone());
+    let resource_host = state.core.settings().vault_resource.trim_start_matches("https://").to_ascii_lowercase();
+    let resource_host = resource_host.rsplit_once(':').map_or(resource_host.as_str(), |(host, _)| host).to_string();
+    let suffix = format!(".{resource_host}");
+    Router::new().fallback_service(tower::service_fn(move |mut request: axum::extract::Request| {
+        let target = match keyvault::vault_of_host(request.headers(), &suffix) {
+            Some(name) => {
+                request.extensions_mut().insert(keyvault::VaultName(name));
+                vault.clone()
+            }
+            None => main.clone(),
+        };
+        target.oneshot(request)
+    }))
 }
 
 mod health {

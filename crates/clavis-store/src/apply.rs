@@ -11,7 +11,7 @@ use clavis_core::{CoreError, Result};
 
 use crate::{backend_error, int, micros, text, Dialect, SqlStore};
 
-type Tx<'a> = Transaction<'a, Any>;
+pub(crate) type Tx<'a> = Transaction<'a, Any>;
 
 pub(crate) async fn apply(store: &SqlStore, batch: &Batch) -> Result<()> {
     let mut tx = store.write.begin().await.map_err(backend_error)?;
@@ -23,7 +23,7 @@ pub(crate) async fn apply(store: &SqlStore, batch: &Batch) -> Result<()> {
 }
 
 /// Maps a unique-constraint failure to a conflict with `message`; other failures stay store errors.
-fn conflict_or_backend(error: sqlx::Error, message: impl FnOnce() -> String) -> CoreError {
+pub(crate) fn conflict_or_backend(error: sqlx::Error, message: impl FnOnce() -> String) -> CoreError {
     match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => CoreError::Conflict(message()),
         _ => backend_error(error),
@@ -260,6 +260,7 @@ async fn apply_one(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation) -> Re
                 .await
                 .map_err(backend_error)?;
         }
+        other => crate::vault::apply(tx, dialect, other).await?,
     }
     Ok(())
 }

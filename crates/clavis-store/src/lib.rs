@@ -12,6 +12,7 @@
 mod apply;
 mod read;
 mod schema;
+mod vault;
 
 use std::path::Path;
 use std::time::Duration;
@@ -23,7 +24,9 @@ use time::OffsetDateTime;
 
 use clavis_core::audit::{AuditRecord, DomainEvent};
 use clavis_core::identity::{AppRoleAssignment, Application, Tenant};
+use clavis_core::policy::VaultRoleAssignment;
 use clavis_core::store::{AssignmentFilter, Batch, Store, StoredSigningKey, UsageUpdate, WrappedKey};
+use clavis_core::vault::{Secret, Vault};
 use clavis_core::{CoreError, Result};
 
 /// The SQL dialect of a backend.
@@ -281,6 +284,35 @@ impl Store for SqlStore {
 
     async fn events(&self, after: i64, limit: i64) -> Result<Vec<(i64, DomainEvent)>> {
         read::events(&self.read, after, limit).await
+    }
+
+    async fn vaults(&self, tenant_id: &str) -> Result<Vec<Vault>> {
+        vault::vaults(&self.read, tenant_id).await
+    }
+
+    async fn vault_by_name(&self, name: &str) -> Result<Option<Vault>> {
+        vault::vault_by_name(&self.read, name).await
+    }
+
+    async fn secret(&self, vault_id: &str, name: &str) -> Result<Option<Secret>> {
+        vault::secret(&self.read, vault_id, name).await
+    }
+
+    async fn secrets(&self, vault_id: &str, deleted: bool, after: &str, limit: i64) -> Result<Vec<Secret>> {
+        vault::secrets(&self.read, vault_id, deleted, after, limit).await
+    }
+
+    async fn secrets_due(&self, now: OffsetDateTime) -> Result<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM vault_secrets WHERE scheduled_purge_at IS NOT NULL AND scheduled_purge_at <= $1")
+            .bind(micros(now))
+            .fetch_one(&self.read)
+            .await
+            .map_err(backend_error)?;
+        Ok(int(&row, "n")? > 0)
+    }
+
+    async fn vault_assignments(&self, tenant_id: &str, principal_id: Option<&str>) -> Result<Vec<VaultRoleAssignment>> {
+        vault::vault_assignments(&self.read, tenant_id, principal_id).await
     }
 }
 

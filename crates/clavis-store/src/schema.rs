@@ -11,7 +11,8 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration { version: 1, description: "initial schema", template: V1 }];
+pub(crate) const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, description: "initial schema", template: V1 }, Migration { version: 2, description: "vaults", template: V2 }];
 
 const V1: &str = r#"
 CREATE TABLE wrapped_keys (
@@ -123,6 +124,52 @@ CREATE TABLE leases (
     holder TEXT NOT NULL,
     expires_at BIGINT NOT NULL
 );
+"#;
+
+const V2: &str = r#"
+CREATE TABLE vaults (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    name TEXT NOT NULL UNIQUE,
+    retention_days BIGINT NOT NULL,
+    purge_protection BIGINT NOT NULL,
+    enforce_expiry BIGINT NOT NULL,
+    rate_limit BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    deleted_at BIGINT
+);
+CREATE TABLE vault_secrets (
+    vault_id TEXT NOT NULL REFERENCES vaults(id),
+    name_key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    deleted_at BIGINT,
+    scheduled_purge_at BIGINT,
+    PRIMARY KEY (vault_id, name_key)
+);
+CREATE INDEX vault_secrets_purge ON vault_secrets (scheduled_purge_at);
+CREATE TABLE vault_secret_versions (
+    vault_id TEXT NOT NULL,
+    name_key TEXT NOT NULL,
+    ordinal BIGINT NOT NULL,
+    version TEXT NOT NULL,
+    data_key_id TEXT NOT NULL,
+    sealed {BLOB} NOT NULL,
+    properties TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (vault_id, name_key, ordinal),
+    UNIQUE (vault_id, name_key, version)
+);
+CREATE TABLE vault_role_assignments (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    principal_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    UNIQUE (tenant_id, principal_id, role, scope)
+);
+CREATE INDEX vault_role_assignments_principal ON vault_role_assignments (principal_id)
 "#;
 
 /// The DDL of a migration for a backend.

@@ -306,6 +306,13 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
     })
 }
 
+/// The vault resource: `https://vault.{public host}[:port]`. Vaults are served on its subdomains,
+/// which is what the Key Vault SDKs' challenge-resource verification requires.
+pub fn vault_resource(config: &Config) -> String {
+    let host_port = config.public_url.trim_start_matches("https://");
+    format!("https://vault.{host_port}")
+}
+
 /// The host of the public URL, for the development certificate.
 pub fn public_host(config: &Config) -> String {
     let host_port = config.public_url.trim_start_matches("https://");

@@ -157,6 +157,7 @@ pub async fn run(config: Config) -> Result<()> {
         default_tenant_domain: config.tenant_domain.clone(),
         default_tenant_name: config.tenant_name.clone(),
         default_signing_algorithm: config.signing_algorithm,
+        vault_resource: crate::config::vault_resource(&config),
     };
     let store_for_close = store.clone();
     let (core, bootstrap) =

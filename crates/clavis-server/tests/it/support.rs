@@ -141,6 +141,7 @@ pub fn settings(public_url: &str, algorithm: Algorithm) -> CoreSettings {
         default_tenant_domain: "contoso.clavis.localhost".into(),
         default_tenant_name: "Contoso".into(),
         default_signing_algorithm: algorithm,
+        vault_resource: format!("https://vault.{}", public_url.trim_start_matches("https://")),
     }
 }
 

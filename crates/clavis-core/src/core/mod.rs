@@ -20,6 +20,11 @@ use crate::keys::{self, KeyMaterial, KeyRing, RotationSchedule, RotationStep};
 use crate::policy::{self, Authorized, Permission, Principal};
 use crate::store::{AssignmentFilter, Batch, Mutation, Store, StoredSigningKey, UsageUpdate, WrappedKey};
 use crate::token::{self, AccessTokenClaims, ClientCredentialsRequest, EndpointVersion, IssuedToken, TokenError};
+use crate::vault::{Secret, Vault};
+
+mod vault_ops;
+
+pub use vault_ops::{vault_app_id, PropertiesPatch, SecretValue, VaultPatch, VaultStateChange};
 
 /// Settings the core needs, validated by the binary's configuration.
 #[derive(Clone, Debug)]
@@ -40,6 +45,9 @@ pub struct CoreSettings {
     pub default_tenant_name: String,
     /// The default tenant's signing algorithm.
     pub default_signing_algorithm: Algorithm,
+    /// The vault resource: the challenge `resource` of every vault and the audience of vault
+    /// tokens, `https://vault.{host}[:port]`; vaults are served at `https://{name}.vault.{host}[:port]`.
+    pub vault_resource: String,
 }
 
 /// The administrator credential created at first start, handed once to the binary, which writes
@@ -95,6 +103,36 @@ pub struct UsageStats {
     pub dropped: u64,
 }
 
+/// A verified access token.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    /// Who it was issued to.
+    pub principal: Principal,
+    /// Its `aud`.
+    pub audience: String,
+    /// Its `exp`.
+    pub exp: i64,
+}
+
+/// The claims Clavis reads back from its own tokens.
+#[derive(serde::Deserialize)]
+struct VerifiedClaims {
+    tid: String,
+    iss: String,
+    aud: String,
+    exp: i64,
+    #[serde(default)]
+    nbf: i64,
+    #[serde(default)]
+    oid: String,
+    azp: Option<String>,
+    appid: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    credential_id: String,
+}
+
 /// Tenants by lower-case id and domain.
 #[derive(Debug, Default)]
 struct TenantIndex {
@@ -116,7 +154,11 @@ pub struct Core {
     clients: GenMap<String, Option<Arc<Application>>>,
     resources: GenMap<(String, String), Option<Arc<Application>>>,
     grants: GenMap<(String, String), Arc<Vec<String>>>,
-    verified: GenMap<[u8; 32], Arc<(Principal, i64)>>,
+    verified: GenMap<[u8; 32], Arc<VerifiedToken>>,
+    vaults: GenMap<String, Option<Arc<Vault>>>,
+    vault_grants: GenMap<String, Arc<Vec<crate::policy::VaultRoleAssignment>>>,
+    secrets: GenMap<(String, String), Option<Arc<Secret>>>,
+    buckets: Mutex<HashMap<String, vault_ops::Bucket>>,
     usage: Mutex<HashMap<String, UsageUpdate>>,
     usage_dropped: AtomicU64,
     seen_head: AtomicI64,
@@ -161,6 +203,10 @@ impl Core {
             resources: GenMap::default(),
             grants: GenMap::default(),
             verified: GenMap::default(),
+            vaults: GenMap::default(),
+            vault_grants: GenMap::default(),
+            secrets: GenMap::default(),
+            buckets: Mutex::default(),
             usage: Mutex::default(),
             usage_dropped: AtomicU64::new(0),
             seen_head: AtomicI64::new(0),
@@ -172,6 +218,7 @@ impl Core {
         } else {
             None
         };
+        core.ensure_builtin_applications().await?;
         core.rotate_signing_keys().await?;
         core.seen_head.store(head, Ordering::Release);
         Ok((core, bootstrap))
@@ -269,6 +316,9 @@ impl Core {
         self.resources.clear();
         self.grants.clear();
         self.verified.clear();
+        self.vaults.clear();
+        self.vault_grants.clear();
+        self.secrets.clear();
     }
 
     /// Applies a batch and drops every cache, so this node never serves what it just changed.
@@ -276,7 +326,10 @@ impl Core {
         let result = self.store.apply(&batch).await;
         self.invalidate();
         result?;
-        self.reload().await
+        if batch.touches_tenants_or_keys() {
+            self.reload().await?;
+        }
+        Ok(())
     }
 
     /// Picks up changes made by other nodes: when the audit head has moved since the last look,
@@ -304,6 +357,15 @@ impl Core {
     /// Finds a tenant by GUID or domain name (case-insensitive).
     pub fn resolve_tenant(&self, tenant: &str) -> Option<Arc<Tenant>> {
         self.tenant_index().by_key.get(&tenant.to_ascii_lowercase()).cloned()
+    }
+
+    /// Every tenant, once each, in id order.
+    fn all_tenants(&self) -> Vec<Arc<Tenant>> {
+        let index = self.tenant_index();
+        let mut list: Vec<Arc<Tenant>> = index.by_key.values().cloned().collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list.dedup_by(|a, b| a.id == b.id);
+        list
     }
 
     /// The oldest tenant: the one created at first start.
@@ -335,7 +397,9 @@ impl Core {
         }
         let generation = self.generation.current();
         let by_guid = normalized.strip_prefix("api://").unwrap_or(&normalized);
-        let loaded = if identity::is_guid(by_guid) {
+        let loaded = if normalized == token::normalize_resource(&self.settings.vault_resource) {
+            self.store.application(tenant_id, &vault_app_id(tenant_id)).await?
+        } else if identity::is_guid(by_guid) {
             self.store.application(tenant_id, by_guid).await?.filter(|a| a.app_id.eq_ignore_ascii_case(by_guid))
         } else {
             self.store.application_by_identifier_uri(tenant_id, &normalized).await?
@@ -564,15 +628,16 @@ impl Core {
         json!({ "keys": keys })
     }
 
-    /// Verifies a bearer token issued by this instance for the management API and returns its
-    /// principal. Verified tokens are cached by their SHA-256 until they expire or any state
-    /// changes.
-    pub fn authenticate(&self, bearer: &str) -> Result<Principal> {
+    /// Verifies a bearer token issued by this instance (signature with a published key of the
+    /// signing tenant, issuer, expiry, not-before) and returns its principal and audience.
+    /// Verified tokens are cached by their SHA-256 until they expire or any state changes.
+    pub fn verify_token(&self, bearer: &str) -> Result<Arc<VerifiedToken>> {
         let now = self.now();
+        let now_s = now.unix_timestamp();
         let digest = clavis_crypto::sha256(bearer.as_bytes());
         if let Some(hit) = self.verified.get(&digest) {
-            if hit.1 > now.unix_timestamp() {
-                return Ok(hit.0.clone());
+            if hit.exp > now_s {
+                return Ok(hit);
             }
             self.verified.remove(&digest);
         }
@@ -584,44 +649,50 @@ impl Core {
             .verifier(&jws, now)
             .ok_or_else(|| unauthenticated("The access token's signing key is not known to this Clavis instance."))?;
         let payload = signer.key.verifying_key().verify(&jws).map_err(|_| unauthenticated("The access token's signature is invalid."))?;
-        let claims: serde_json::Value =
+        let claims: VerifiedClaims =
             serde_json::from_slice(&payload).map_err(|_| unauthenticated("The access token's claims are malformed."))?;
-        let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-        let tenant_id = text("tid");
-        if tenant_id != signer.tenant_id {
+        if claims.tid != signer.tenant_id {
             return Err(unauthenticated("The access token was signed by another tenant's key."));
         }
-        let tenant = self.tenant_by_id(&tenant_id).map_err(|_| unauthenticated("The access token's tenant does not exist."))?;
         let base = &self.settings.public_url;
-        let iss = text("iss");
-        if iss != format!("{base}/{tenant_id}/v2.0") && iss != format!("{base}/{tenant_id}/") {
+        let tid = &claims.tid;
+        if claims.iss != format!("{base}/{tid}/v2.0") && claims.iss != format!("{base}/{tid}/") {
             return Err(unauthenticated("The access token's issuer is not this Clavis instance."));
         }
-        let exp = claims.get("exp").and_then(|v| v.as_i64()).unwrap_or(0);
-        let nbf = claims.get("nbf").and_then(|v| v.as_i64()).unwrap_or(0);
-        let now_s = now.unix_timestamp();
-        if exp <= now_s {
+        if claims.exp <= now_s {
             return Err(unauthenticated("The access token has expired."));
         }
-        if nbf > now_s + 300 {
+        if claims.nbf > now_s + 300 {
             return Err(unauthenticated("The access token is not valid yet."));
         }
-        let aud = text("aud");
-        if !(aud.eq_ignore_ascii_case(&management_app_id(&tenant.id)) || token::normalize_resource(&aud) == policy::MANAGEMENT_API_URI) {
-            return Err(unauthenticated(&format!(
+        let verified = Arc::new(VerifiedToken {
+            principal: Principal {
+                tenant_id: claims.tid,
+                service_principal_id: claims.oid,
+                app_id: claims.azp.or(claims.appid).unwrap_or_default(),
+                roles: claims.roles,
+                credential_id: claims.credential_id,
+            },
+            audience: claims.aud,
+            exp: claims.exp,
+        });
+        self.verified.insert(&self.generation, generation, digest, verified.clone());
+        Ok(verified)
+    }
+
+    /// Verifies a bearer token for the management API (audience `api://clavis` or its client id).
+    pub fn authenticate(&self, bearer: &str) -> Result<Principal> {
+        let verified = self.verify_token(bearer)?;
+        let aud = &verified.audience;
+        if !(aud.eq_ignore_ascii_case(&management_app_id(&verified.principal.tenant_id))
+            || token::normalize_resource(aud) == policy::MANAGEMENT_API_URI)
+        {
+            return Err(CoreError::Unauthenticated(format!(
                 "The access token's audience is not the management API; request a token for {}/.default.",
                 policy::MANAGEMENT_API_URI
             )));
         }
-        let app_id = if claims.get("azp").is_some() { text("azp") } else { text("appid") };
-        let roles = claims
-            .get("roles")
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        let principal = Principal { tenant_id, service_principal_id: text("oid"), app_id, roles, credential_id: text("credential_id") };
-        self.verified.insert(&self.generation, generation, digest, Arc::new((principal.clone(), exp)));
-        Ok(principal)
+        Ok(verified.principal.clone())
     }
 
     // ----- background jobs --------------------------------------------------------------------
@@ -632,14 +703,7 @@ impl Core {
         let now = self.now();
         let stored = self.store.signing_keys().await?;
         let mut created = 0;
-        let tenants: Vec<Arc<Tenant>> = {
-            let index = self.tenant_index();
-            let mut list: Vec<Arc<Tenant>> = index.by_key.values().cloned().collect();
-            list.sort_by(|a, b| a.id.cmp(&b.id));
-            list.dedup_by(|a, b| a.id == b.id);
-            list
-        };
-        for tenant in tenants {
+        for tenant in self.all_tenants() {
             let own: Vec<&StoredSigningKey> = stored.iter().filter(|k| k.tenant_id == tenant.id).collect();
             if let RotationStep::Create { algorithm, activate_at } =
                 keys::plan_rotation(&own, tenant.signing_algorithm, self.settings.rotation, now)
@@ -727,6 +791,45 @@ impl Core {
     }
 
     // ----- first start ------------------------------------------------------------------------
+
+    /// Creates the built-in applications a tenant lacks (tenants created before a built-in
+    /// existed get it at the next start). Idempotent.
+    async fn ensure_builtin_applications(&self) -> Result<()> {
+        let now = self.now();
+        let mut batch = Batch::default();
+        for tenant in self.all_tenants() {
+            if self.store.application(&tenant.id, &vault_app_id(&tenant.id)).await?.is_none() {
+                let application = Application {
+                    id: random::guid(),
+                    app_id: vault_app_id(&tenant.id),
+                    tenant_id: tenant.id.clone(),
+                    service_principal_id: random::guid(),
+                    display_name: "Clavis Vault".to_string(),
+                    identifier_uris: Vec::new(),
+                    app_roles: Vec::new(),
+                    requested_access_token_version: None,
+                    password_credentials: Vec::new(),
+                    builtin: true,
+                    created_at: now,
+                };
+                let change = Change::new(
+                    now,
+                    &tenant.id,
+                    &Actor::system("startup"),
+                    &system_context(),
+                    "application.create",
+                    "application",
+                    &application.id,
+                    json!({"displayName": application.display_name, "appId": application.app_id}),
+                );
+                batch.push(Mutation::InsertApplication(application), change);
+            }
+        }
+        if batch.mutations.is_empty() {
+            return Ok(());
+        }
+        self.commit(batch).await
+    }
 
     async fn create_default_tenant(&self) -> Result<BootstrapCredential> {
         let now = self.now();
@@ -823,6 +926,23 @@ impl Core {
                 "appRoleAssignment",
                 &assignment.id,
                 json!({"role": policy::ROLE_ADMINISTRATOR, "principalId": assignment.principal_id}),
+            ),
+        );
+        let vault_admin = crate::policy::VaultRoleAssignment {
+            id: random::guid(),
+            tenant_id: tenant_id.clone(),
+            principal_id: admin.service_principal_id.clone(),
+            role: crate::policy::VaultRole::Administrator,
+            scope: "/".into(),
+            created_at: now,
+        };
+        batch.push(
+            Mutation::InsertVaultAssignment(vault_admin.clone()),
+            change(
+                "vaultRoleAssignment.create",
+                "vaultRoleAssignment",
+                &vault_admin.id,
+                json!({"role": vault_admin.role.name(), "scope": "/"}),
             ),
         );
         self.commit(batch).await?;
@@ -1246,7 +1366,12 @@ impl Core {
 /// The management API's client id in a tenant: derived from the tenant id, so every node and
 /// every token check agrees on it without a lookup.
 pub fn management_app_id(tenant_id: &str) -> String {
-    let digest = clavis_crypto::sha256(format!("clavis-management-api:{tenant_id}").as_bytes());
+    derived_guid(&format!("clavis-management-api:{tenant_id}"))
+}
+
+/// A name-based GUID (version 5 layout over SHA-256), for ids every node derives alike.
+fn derived_guid(name: &str) -> String {
+    let digest = clavis_crypto::sha256(name.as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     bytes[6] = (bytes[6] & 0x0f) | 0x50;
