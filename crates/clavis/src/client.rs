@@ -91,6 +91,12 @@ impl Identity {
 
 /// Builds an HTTPS client that trusts `ca_cert` (or the system's roots).
 pub fn http_client(ca_cert: Option<&Path>) -> Result<reqwest::Client> {
+    http_client_with(ca_cert, None)
+}
+
+/// Like [`http_client`], with one host name pinned to an address (vault hosts such as
+/// `kv1.vault.localhost` need no DNS entry: they are served by the same server).
+pub fn http_client_with(ca_cert: Option<&Path>, pin: Option<(&str, std::net::SocketAddr)>) -> Result<reqwest::Client> {
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     match ca_cert {
@@ -111,7 +117,11 @@ pub fn http_client(ca_cert: Option<&Path>) -> Result<reqwest::Client> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(reqwest::Client::builder().use_preconfigured_tls(tls).user_agent(concat!("clavis-cli/", env!("CARGO_PKG_VERSION"))).build()?)
+    let mut builder = reqwest::Client::builder().use_preconfigured_tls(tls).user_agent(concat!("clavis-cli/", env!("CARGO_PKG_VERSION")));
+    if let Some((host, address)) = pin {
+        builder = builder.resolve(host, address);
+    }
+    Ok(builder.build()?)
 }
 
 /// A token endpoint answer: the parsed JSON and its status.
@@ -167,6 +177,27 @@ impl Client {
         Ok(token.to_string())
     }
 
+    /// A client for one vault's data plane, with a token for the vault resource.
+    pub async fn vault(&self, vault: &str) -> Result<VaultClient> {
+        let host_port = self.identity.url.trim_start_matches("https://").to_string();
+        let vault_host =
+            format!("{}.vault.{}", vault.to_ascii_lowercase(), host_port.rsplit_once(':').map_or(host_port.as_str(), |(h, _)| h));
+        let target = if host_port.contains(':') { host_port.clone() } else { format!("{host_port}:443") };
+        let address = tokio::net::lookup_host(&target)
+            .await
+            .with_context(|| format!("cannot resolve {target}"))?
+            .next()
+            .ok_or_else(|| anyhow!("{target} has no address"))?;
+        let http = http_client_with(self.identity.ca_cert.as_deref(), Some((&vault_host, address)))?;
+        let answer = self.request_token(&format!("https://vault.{host_port}/.default")).await?;
+        let Some(token) = answer.body.get("access_token").and_then(Value::as_str) else {
+            let description = answer.body.get("error_description").and_then(Value::as_str).unwrap_or("no description");
+            bail!("Clavis refused a vault token (HTTP {}): {}", answer.status, description.lines().next().unwrap_or(description));
+        };
+        let port = host_port.rsplit_once(':').map(|(_, p)| format!(":{p}")).unwrap_or_default();
+        Ok(VaultClient { http, base: format!("https://{vault_host}{port}"), token: token.to_string() })
+    }
+
     /// Calls the management API; a Graph error becomes a readable error with its request id.
     pub async fn call(&mut self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
         let token = self.bearer().await?;
@@ -187,5 +218,49 @@ impl Client {
         let message = error.and_then(|e| e.get("message")).and_then(Value::as_str).unwrap_or("no message");
         let request_id = error.and_then(|e| e.pointer("/innerError/request-id")).and_then(Value::as_str).unwrap_or("-");
         bail!("{message}\n({code}, HTTP {}, request-id {request_id})", status.as_u16())
+    }
+}
+
+/// A client of one vault's Key Vault-compatible data plane.
+pub struct VaultClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl VaultClient {
+    /// Calls the vault; a Key Vault error becomes a readable error.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let url = format!("{}{path}{separator}api-version=7.6", self.base);
+        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach the vault at {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        if status.is_success() {
+            return Ok(value);
+        }
+        let code =
+            value.pointer("/error/innererror/code").or_else(|| value.pointer("/error/code")).and_then(Value::as_str).unwrap_or("Error");
+        let message = value.pointer("/error/message").and_then(Value::as_str).unwrap_or("no message");
+        bail!("{}\n({code}, HTTP {})", message.replace("\r\n", "\n").trim_end(), status.as_u16())
+    }
+
+    /// Follows `nextLink` paging and returns every item.
+    pub async fn list(&self, path: &str) -> Result<Vec<Value>> {
+        let mut items = Vec::new();
+        let mut page = self.call(Method::GET, path, None).await?;
+        loop {
+            items.extend(page["value"].as_array().cloned().unwrap_or_default());
+            let Some(next) = page["nextLink"].as_str().filter(|n| !n.is_empty()) else { break };
+            let relative = next.strip_prefix(&self.base).unwrap_or(next).to_string();
+            let response = self.http.get(format!("{}{relative}", self.base)).bearer_auth(&self.token).send().await?;
+            page = response.json().await?;
+        }
+        Ok(items)
     }
 }

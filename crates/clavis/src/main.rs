@@ -2,6 +2,7 @@
 //! its management API (see `cli`). This file is wiring only: parse, configure telemetry, dispatch.
 
 mod cli;
+mod cli_vault;
 mod client;
 mod config;
 mod output;
@@ -13,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 /// Application identities, client secrets and tokens, wire-compatible with Entra ID.
 #[derive(Debug, Parser)]
-#[command(name = "clavis", version, about, propagate_version = true)]
+#[command(name = "clavis", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,6 +44,38 @@ enum Command {
         global: cli::Global,
         #[command(subcommand)]
         command: cli::TenantCommand,
+    },
+    /// Vaults (Key Vault-compatible secret stores).
+    Vault {
+        #[command(flatten)]
+        global: cli::Global,
+        #[command(subcommand)]
+        command: cli_vault::VaultCommand,
+    },
+    /// Secrets in a vault.
+    Secret {
+        #[command(flatten)]
+        global: cli::Global,
+        #[command(subcommand)]
+        command: cli_vault::SecretCommand,
+    },
+    /// Vault data-plane roles (Key Vault Administrator, Secrets Officer, Secrets User, Reader, Purge Operator).
+    Role {
+        #[command(flatten)]
+        global: cli::Global,
+        #[command(subcommand)]
+        command: cli_vault::RoleCommand,
+    },
+    /// Run a command with vault secrets in its environment, written nowhere else.
+    Run {
+        #[command(flatten)]
+        global: cli::Global,
+        /// NAME=VAULT/SECRET[/VERSION], repeatable.
+        #[arg(long = "env", value_parser = cli_vault::parse_env_mapping, required = true)]
+        env: Vec<cli_vault::EnvMapping>,
+        /// The command and its arguments, after --.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// The instance's keys.
     Keys {
@@ -84,6 +117,10 @@ fn main() -> ExitCode {
             Command::Token { global, command } => cli::token(&global, command).await,
             Command::Tenant { global, command } => cli::tenant(&global, command).await,
             Command::Keys { global, command } => cli::keys(&global, command).await,
+            Command::Vault { global, command } => cli_vault::vault(&global, command).await,
+            Command::Secret { global, command } => cli_vault::secret(&global, command).await,
+            Command::Role { global, command } => cli_vault::role(&global, command).await,
+            Command::Run { global, env, command } => cli_vault::run(&global, env, command).await,
         }
     });
     match result {
@@ -92,5 +129,15 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }
