@@ -25,6 +25,20 @@ POSTGRES_URL = os.environ.get("CLAVIS_TEST_DATABASE_URL", "postgres://postgres@1
 
 REMEMBERED: list[str] = []
 
+# Vault hosts ({vault}.vault.localhost) resolve to the loopback address inside this process only
+# (glibc does not resolve *.localhost); the Host header, TLS SNI and certificate checks still use
+# the vault name, so routing and verification stay real.
+_getaddrinfo = socket.getaddrinfo
+
+
+def _resolve_localhost_names(host, *args, **kwargs):
+    if isinstance(host, str) and host.endswith(".localhost"):
+        host = "127.0.0.1"
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _resolve_localhost_names
+
 # aiohttp builds its TLS context once per process, so every server of a run shares one
 # development CA: the first server creates it, later ones get it copied into their data dir
 # (Clavis keeps an existing CA and issues its server certificate from it).
@@ -123,6 +137,9 @@ class Clavis:
         added = self.cli_json("app", "secret", "add", app, *extra)
         remember(added["secretText"])
         return added
+
+    def vault_url(self, name: str) -> str:
+        return f"https://{name}.vault.localhost:{self.port}"
 
     def jwks(self) -> dict:
         return requests.get(f"{self.url}/{self.tenant_id}/discovery/v2.0/keys", verify=str(self.ca), timeout=5).json()

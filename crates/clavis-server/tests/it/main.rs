@@ -6,3 +6,4 @@ mod audit;
 mod keys;
 mod support;
 mod token;
+mod vault;

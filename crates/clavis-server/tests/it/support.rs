@@ -98,12 +98,15 @@ pub struct TestApp {
     pub tenant_id: String,
     pub admin_client_id: String,
     pub admin_token: String,
+    pub admin_secret: String,
     pub http: reqwest::Client,
     pub clock: Arc<FixedClock>,
     pub core: Arc<Core>,
     pub store: Arc<SqlStore>,
     pub master_key_text: String,
     pub backend: Backend,
+    pub ca_pem: String,
+    pub port: u16,
     secrets: Mutex<Vec<String>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -167,7 +170,9 @@ pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
     let bootstrap = bootstrap.expect("first start creates the bootstrap administrator");
     let core = Arc::new(core);
     let ca = clavis_crypto::tls::generate_ca(now).unwrap();
-    let leaf = clavis_crypto::tls::issue_server_cert(&ca.key_pem, &["localhost".into(), "127.0.0.1".into()], now).unwrap();
+    let leaf =
+        clavis_crypto::tls::issue_server_cert(&ca.key_pem, &["localhost".into(), "127.0.0.1".into(), "*.vault.localhost".into()], now)
+            .unwrap();
     let tls = clavis_server::tls::server_config(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes()).unwrap();
     let master_file = dir.path().join("master.key");
     std::fs::write(&master_file, &master_key_text).unwrap();
@@ -183,12 +188,15 @@ pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
         tenant_id: bootstrap.tenant_id.clone(),
         admin_client_id: bootstrap.client_id.clone(),
         admin_token: String::new(),
+        admin_secret: bootstrap.client_secret.expose().to_string(),
         http,
         clock,
         core,
         store,
         master_key_text,
         backend,
+        ca_pem: ca.cert_pem.clone(),
+        port,
         secrets: Mutex::new(vec![bootstrap.client_secret.expose().to_string()]),
         shutdown: Some(shutdown),
         server: Some(server),
@@ -225,6 +233,32 @@ impl TrustCa for reqwest::ClientBuilder {
 }
 
 impl TestApp {
+    /// The directory holding the SQLite files.
+    pub fn db_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// An HTTPS client that reaches `{vault}.vault.localhost` on this server.
+    pub fn vault_http(&self, vault: &str) -> reqwest::Client {
+        reqwest::Client::builder()
+            .use_rustls_tls_with_ca(&self.ca_pem)
+            .resolve(&format!("{vault}.vault.localhost"), std::net::SocketAddr::from(([127, 0, 0, 1], self.port)))
+            .build()
+            .unwrap()
+    }
+
+    /// The base URL of a vault.
+    pub fn vault_url(&self, vault: &str) -> String {
+        format!("https://{vault}.vault.localhost:{}", self.port)
+    }
+
+    /// A token for the vault resource, as `client_id`.
+    pub async fn vault_token(&self, client_id: &str, secret: &str) -> String {
+        let (status, body) = self.token(client_id, secret, &format!("https://vault.localhost:{}/.default", self.port)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
     /// Registers a secret or token for the leak scan.
     pub fn remember(&self, value: &str) {
         self.secrets.lock().unwrap().push(value.to_string());
