@@ -73,6 +73,9 @@ both_backends!(the_challenge_comes_before_anything_else, |app| Box::pin(async mo
     app
 }));
 
+/// (method, path, body, expected status, code, inner code).
+type Case = (Method, String, Option<String>, u16, &'static str, Option<&'static str>);
+
 both_backends!(every_vault_error_has_its_code_and_changes_nothing, |app| Box::pin(async move {
     create_vault(&app, json!({"name": "kv1", "retentionDays": 7})).await;
     let token = app.vault_token(&app.admin_client_id, &app.admin_secret.clone()).await;
@@ -87,7 +90,7 @@ both_backends!(every_vault_error_has_its_code_and_changes_nothing, |app| Box::pi
     let many_tags = format!(r#"{{"value":"x","tags":{{{}}}}}"#, (0..16).map(|i| format!(r#""t{i}":"v""#)).collect::<Vec<_>>().join(","));
     let long_tag = format!(r#"{{"value":"x","tags":{{"t":"{}"}}}}"#, "v".repeat(513));
     let long_type = format!(r#"{{"value":"x","contentType":"{}"}}"#, "c".repeat(256));
-    let cases: Vec<(Method, String, Option<String>, u16, &str, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (Method::PUT, "/secrets/bad_name".into(), Some(r#"{"value":"x"}"#.into()), 400, "BadParameter", None),
         (Method::PUT, format!("/secrets/{}", "a".repeat(128)), Some(r#"{"value":"x"}"#.into()), 400, "BadParameter", None),
         (Method::PUT, "/secrets/beta".into(), Some(big), 400, "BadParameter", None),
