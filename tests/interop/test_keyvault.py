@@ -128,3 +128,20 @@ def test_clavis_run_injects_secrets(clavis, vault):
     assert done.stdout.strip() == "injected"
     got = clavis.cli("secret", "get", "run-db", "--vault", "interop")
     assert got.stdout == "run-db-value\n"
+
+
+def test_a_revoked_secret_is_refused_by_the_vault_at_once(clavis, vault):
+    from azure.core.exceptions import ClientAuthenticationError
+
+    vault.set_secret("revocation-target", remember("revocation-value"))
+    app = clavis.create_app("soon-revoked")
+    added = clavis.add_secret(app["appId"])
+    clavis.cli("role", "assign", "--principal", app["appId"], "--role", "Key Vault Secrets User", "--scope", "/vaults/interop")
+    credential = ClientSecretCredential(clavis.tenant_id, app["appId"], added["secretText"], authority=clavis.url, disable_instance_discovery=True)
+    client = SecretClient(clavis.vault_url("interop"), credential)
+    assert client.get_secret("revocation-target").value == "revocation-value"
+    clavis.cli("app", "secret", "revoke", app["appId"], "--key-id", added["keyId"], "--reason", "compromised")
+    # The client still holds its cached token; the vault refuses it, and a new one cannot be had.
+    with pytest.raises((ClientAuthenticationError, HttpResponseError)) as raised:
+        client.get_secret("revocation-target")
+    assert "401" in str(raised.value) or "revoked" in str(raised.value) or "AADSTS7000215" in str(raised.value)

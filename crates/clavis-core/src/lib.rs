@@ -16,6 +16,7 @@ pub mod error;
 pub mod identity;
 pub mod keys;
 pub mod policy;
+pub mod revocation;
 pub mod store;
 pub mod token;
 pub mod vault;

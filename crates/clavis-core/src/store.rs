@@ -15,6 +15,7 @@ use crate::credential::PasswordCredential;
 use crate::error::Result;
 use crate::identity::{AppRoleAssignment, Application, Tenant};
 use crate::policy::VaultRoleAssignment;
+use crate::revocation::Revocation;
 use crate::vault::{DeletedState, Secret, SecretVersion, Vault};
 
 /// A key wrapped under the master key (a data key or the client-secret HMAC key).
@@ -131,6 +132,10 @@ pub enum Mutation {
     InsertVaultAssignment(VaultRoleAssignment),
     /// Removes a vault role grant (not found is an error).
     DeleteVaultAssignment { tenant_id: String, id: String },
+    /// Records a revocation (a repeated one keeps the first).
+    Revoke(Revocation),
+    /// Drops revocations whose tokens have all expired.
+    PurgeRevocations(OffsetDateTime),
 }
 
 /// Mutations applied in one transaction together with their audit records and outbox events.
@@ -144,7 +149,8 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Whether the batch changes tenants or key material, which a node keeps loaded in memory.
+    /// Whether the batch changes what a node keeps loaded in memory: tenants, key material,
+    /// revocations.
     pub fn touches_tenants_or_keys(&self) -> bool {
         self.mutations.iter().any(|m| {
             matches!(
@@ -155,6 +161,8 @@ impl Batch {
                     | Mutation::UpdateTenant(_)
                     | Mutation::InsertSigningKey { .. }
                     | Mutation::DeleteExpiredSigningKeys(_)
+                    | Mutation::Revoke(_)
+                    | Mutation::PurgeRevocations(_)
             )
         })
     }
@@ -218,6 +226,8 @@ pub trait Store: Send + Sync + 'static {
     /// A page of secrets (live or deleted) of a vault in name order after `after`, each with its
     /// latest version only.
     async fn secrets(&self, vault_id: &str, deleted: bool, after: &str, limit: i64) -> Result<Vec<Secret>>;
+    /// Every revocation.
+    async fn revocations(&self) -> Result<Vec<Revocation>>;
     /// Whether any deleted secret is due for purge at `now`.
     async fn secrets_due(&self, now: OffsetDateTime) -> Result<bool>;
     /// Vault role assignments of a tenant, optionally of one principal.

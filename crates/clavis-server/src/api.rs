@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1.0/applications/{id}", get(application).patch(update_application).delete(delete_application))
         .route("/v1.0/applications/{id}/addPassword", post(add_password))
         .route("/v1.0/applications/{id}/removePassword", post(remove_password))
+        .route("/v1.0/applications/{id}/revokePassword", post(revoke_password))
         .route("/v1.0/applications/{id}/appRoles", post(add_app_role))
         .route("/v1.0/servicePrincipals", get(list_service_principals))
         .route("/v1.0/servicePrincipals/{id}", get(service_principal))
@@ -434,6 +435,28 @@ async fn remove_password(
 ) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
     state.core.remove_password(&auth, &context, &id, &body.key_id).await?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RevokePassword {
+    key_id: String,
+    reason: Option<String>,
+    revoke_tokens: Option<bool>,
+}
+
+/// Removes a leaked secret at once and (by default) revokes every token it obtained.
+async fn revoke_password(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+    Body(body): Body<RevokePassword>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
+    let reason = body.reason.unwrap_or_else(|| "compromised".into());
+    state.core.revoke_password(&auth, &context, &id, &body.key_id, &reason, body.revoke_tokens.unwrap_or(true)).await?;
     Ok(no_content())
 }
 

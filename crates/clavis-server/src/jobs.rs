@@ -53,6 +53,9 @@ pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receive
                         Ok(created) => tracing::info!(created, "signing keys created by rotation"),
                         Err(error) => tracing::warn!(%error, "signing-key rotation failed"),
                     }
+                    if let Err(error) = core.purge_revocations().await {
+                        tracing::warn!(%error, "purge of expired revocations failed");
+                    }
                     if let Err(error) = core.purge_due().await {
                         tracing::warn!(%error, "purge of deleted secrets past their retention failed");
                     }

@@ -302,6 +302,10 @@ impl Store for SqlStore {
         vault::secrets(&self.read, vault_id, deleted, after, limit).await
     }
 
+    async fn revocations(&self) -> Result<Vec<clavis_core::revocation::Revocation>> {
+        vault::revocations(&self.read).await
+    }
+
     async fn secrets_due(&self, now: OffsetDateTime) -> Result<bool> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM vault_secrets WHERE scheduled_purge_at IS NOT NULL AND scheduled_purge_at <= $1")
             .bind(micros(now))

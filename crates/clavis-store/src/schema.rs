@@ -11,8 +11,11 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order.
-pub(crate) const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, description: "initial schema", template: V1 }, Migration { version: 2, description: "vaults", template: V2 }];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, description: "initial schema", template: V1 },
+    Migration { version: 2, description: "vaults", template: V2 },
+    Migration { version: 3, description: "revocations, notices, webhooks, rotation", template: V3 },
+];
 
 const V1: &str = r#"
 CREATE TABLE wrapped_keys (
@@ -170,6 +173,51 @@ CREATE TABLE vault_role_assignments (
     UNIQUE (tenant_id, principal_id, role, scope)
 );
 CREATE INDEX vault_role_assignments_principal ON vault_role_assignments (principal_id)
+"#;
+
+const V3: &str = r#"
+CREATE TABLE revocations (
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    revoked_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (kind, value)
+);
+CREATE TABLE notices (
+    object_key TEXT NOT NULL,
+    threshold TEXT NOT NULL,
+    noticed_at BIGINT NOT NULL,
+    PRIMARY KEY (object_key, threshold)
+);
+CREATE TABLE subscriptions (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    schema_kind TEXT NOT NULL,
+    event_types TEXT NOT NULL,
+    sealed_secret {BLOB} NOT NULL,
+    data_key_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE deliveries (
+    event_seq BIGINT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    last_error TEXT,
+    delivered_at BIGINT,
+    PRIMARY KEY (event_seq, subscription_id)
+);
+CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+CREATE TABLE rotation_policies (
+    application_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    state TEXT NOT NULL
+)
 "#;
 
 /// The DDL of a migration for a backend.

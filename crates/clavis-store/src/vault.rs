@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 
 use clavis_core::policy::{VaultRole, VaultRoleAssignment};
+use clavis_core::revocation::{Revocation, RevocationKind};
 use clavis_core::store::Mutation;
 use clavis_core::vault::{name_key, DeletedState, Secret, SecretProperties, SecretVersion, Vault};
 use clavis_core::{CoreError, Result};
@@ -241,6 +242,24 @@ pub(crate) async fn apply(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation
                 return Err(CoreError::NotFound(format!("Role assignment '{id}' was not found.")));
             }
         }
+        Mutation::Revoke(revocation) => {
+            sqlx::query(
+                "INSERT INTO revocations (kind, value, tenant_id, reason, revoked_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (kind, value) DO NOTHING",
+            )
+            .bind(revocation.kind.as_str())
+            .bind(&revocation.value)
+            .bind(&revocation.tenant_id)
+            .bind(&revocation.reason)
+            .bind(micros(revocation.revoked_at))
+            .bind(micros(revocation.expires_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?;
+        }
+        Mutation::PurgeRevocations(now) => {
+            sqlx::query("DELETE FROM revocations WHERE expires_at <= $1").bind(micros(*now)).execute(&mut **tx).await.map_err(backend_error)?;
+        }
         other => return Err(CoreError::Internal(format!("mutation {other:?} reached the vault tables"))),
     }
     Ok(())
@@ -373,6 +392,26 @@ pub(crate) async fn vault_assignments(pool: &AnyPool, tenant_id: &str, principal
                 role: VaultRole::parse(&role).ok_or_else(|| CoreError::Store(format!("unknown vault role {role}")))?,
                 scope: text(row, "scope")?,
                 created_at: instant(int(row, "created_at")?),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn revocations(pool: &AnyPool) -> Result<Vec<Revocation>> {
+    let rows = sqlx::query("SELECT kind, value, tenant_id, reason, revoked_at, expires_at FROM revocations ORDER BY revoked_at")
+        .fetch_all(pool)
+        .await
+        .map_err(backend_error)?;
+    rows.iter()
+        .map(|row| {
+            let kind = text(row, "kind")?;
+            Ok(Revocation {
+                kind: RevocationKind::parse(&kind).ok_or_else(|| CoreError::Store(format!("unknown revocation kind {kind}")))?,
+                value: text(row, "value")?,
+                tenant_id: text(row, "tenant_id")?,
+                reason: text(row, "reason")?,
+                revoked_at: instant(int(row, "revoked_at")?),
+                expires_at: instant(int(row, "expires_at")?),
             })
         })
         .collect()

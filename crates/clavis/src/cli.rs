@@ -67,6 +67,19 @@ pub enum SecretCommand {
     },
     /// List an application's client secrets (never their values).
     List { app: String },
+    /// Revoke a leaked secret: removed at once, and every token it obtained is refused from now on.
+    Revoke {
+        app: String,
+        /// The secret's keyId.
+        #[arg(long)]
+        key_id: String,
+        /// Why (recorded in the audit log and the event).
+        #[arg(long, default_value = "compromised")]
+        reason: String,
+        /// Remove the secret but let the tokens it already obtained run out.
+        #[arg(long)]
+        keep_tokens: bool,
+    },
     /// Remove a client secret.
     Remove {
         app: String,
@@ -342,6 +355,19 @@ async fn secret(global: &Global, client: &mut Client, command: SecretCommand) ->
                         .unwrap_or_default();
                     output::table(&["KEY ID", "HINT", "DESCRIPTION", "STATE", "START", "END", "LAST USED", "USES"], &rows);
                 }
+            }
+        }
+        SecretCommand::Revoke { app, key_id, reason, keep_tokens } => {
+            let app = resolve_app(client, &app).await?;
+            let body = json!({"keyId": key_id, "reason": reason, "revokeTokens": !keep_tokens});
+            client.call(Method::POST, &format!("/v1.0/applications/{}/revokePassword", app_id(&app)?), Some(body)).await?;
+            if keep_tokens {
+                println!(
+                    "Revoked secret {key_id} of {}; tokens it already obtained stay valid until they expire.",
+                    field(&app, "/displayName")
+                );
+            } else {
+                println!("Revoked secret {key_id} of {} and every token it obtained (refused by Clavis from now on; resource servers see them inactive through introspection).", field(&app, "/displayName"));
             }
         }
         SecretCommand::Remove { app, key_id } => {

@@ -22,6 +22,7 @@ use crate::store::{AssignmentFilter, Batch, Mutation, Store, StoredSigningKey, U
 use crate::token::{self, AccessTokenClaims, ClientCredentialsRequest, EndpointVersion, IssuedToken, TokenError};
 use crate::vault::{Secret, Vault};
 
+mod lifecycle_ops;
 mod vault_ops;
 
 pub use vault_ops::{vault_app_id, PropertiesPatch, SecretValue, VaultPatch, VaultStateChange};
@@ -108,6 +109,10 @@ pub struct UsageStats {
 pub struct VerifiedToken {
     /// Who it was issued to.
     pub principal: Principal,
+    /// Its unique id (`uti`).
+    pub uti: String,
+    /// Its `iat`.
+    pub issued_at: i64,
     /// Its `aud`.
     pub audience: String,
     /// Its `exp`.
@@ -124,6 +129,8 @@ struct VerifiedClaims {
     #[serde(default)]
     nbf: i64,
     #[serde(default)]
+    iat: i64,
+    #[serde(default)]
     oid: String,
     azp: Option<String>,
     appid: Option<String>,
@@ -131,6 +138,8 @@ struct VerifiedClaims {
     roles: Vec<String>,
     #[serde(default)]
     credential_id: String,
+    #[serde(default)]
+    uti: String,
 }
 
 /// Tenants by lower-case id and domain.
@@ -149,6 +158,7 @@ pub struct Core {
     settings: CoreSettings,
     material: KeyMaterial,
     ring: RwLock<Arc<KeyRing>>,
+    revoked: RwLock<Arc<crate::revocation::RevokedSet>>,
     tenants: RwLock<Arc<TenantIndex>>,
     generation: Generation,
     clients: GenMap<String, Option<Arc<Application>>>,
@@ -197,6 +207,7 @@ impl Core {
             settings,
             material,
             ring: RwLock::default(),
+            revoked: RwLock::default(),
             tenants: RwLock::default(),
             generation: Generation::default(),
             clients: GenMap::default(),
@@ -307,6 +318,8 @@ impl Core {
         let ring = KeyRing::load(&self.store.signing_keys().await?, &self.material)?;
         *self.tenants.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
         *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+        let revoked = crate::revocation::RevokedSet::new(&self.store.revocations().await?);
+        *self.revoked.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(revoked);
         Ok(())
     }
 
@@ -435,26 +448,53 @@ impl Core {
     /// granted roles, and signs an access token. Reads only caches on the hot path and records
     /// the credential's use in memory (flushed in batches by [`Core::flush_usage`]).
     pub async fn issue_token(&self, request: &ClientCredentialsRequest<'_>) -> Result<IssuedToken> {
-        let segment = request.tenant.to_ascii_lowercase();
-        if matches!(segment.as_str(), "common" | "organizations" | "consumers") {
+        let (tenant, client, key_id) =
+            self.authenticate_client(request.tenant, request.client_id, request.client_secret, request.has_assertion).await?;
+        let now = self.now();
+        let requested = match request.endpoint {
+            EndpointVersion::V2 => token::resource_of_scope(request.scope.unwrap_or(""))?,
+            EndpointVersion::V1 => match request.resource.map(str::trim) {
+                Some(resource) if !resource.is_empty() => resource.to_string(),
+                _ => return Err(TokenError::MissingParameter("resource").into()),
+            },
+        };
+        let Some(resource) = self.resource_application(&tenant.id, &requested).await? else {
+            return Err(TokenError::UnknownResource { resource: requested, tenant: request.tenant.to_string() }.into());
+        };
+        let roles = self.granted_roles(&tenant.id, &client, &resource).await?;
+        let issued = self.sign_token(&tenant, &client, &resource, &requested, &roles, &key_id, now)?;
+        self.note_use(&key_id, now, request.client_ip);
+        Ok(issued)
+    }
+
+    /// Authenticates a client by its secret in a tenant (token, introspection and revocation
+    /// endpoints). Returns the tenant, the application and the `keyId` of the matching secret.
+    pub async fn authenticate_client(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        secret: Option<&str>,
+        has_assertion: bool,
+    ) -> Result<(Arc<Tenant>, Arc<Application>, String)> {
+        if matches!(tenant.to_ascii_lowercase().as_str(), "common" | "organizations" | "consumers") {
             return Err(TokenError::TenantIndependentEndpoint.into());
         }
-        let tenant = self.resolve_tenant(request.tenant);
+        let found = self.resolve_tenant(tenant);
         // Equal work: the secret is hashed before anything about tenant or client is known,
         // so an unknown tenant or client costs the same as a wrong secret.
-        let presented = request.client_secret.map(|s| self.material.hasher().hash_presented(s.as_bytes()));
-        let Some(tenant) = tenant else {
-            return Err(TokenError::TenantNotFound(request.tenant.to_string()).into());
+        let presented = secret.map(|s| self.material.hasher().hash_presented(s.as_bytes()));
+        let Some(found) = found else {
+            return Err(TokenError::TenantNotFound(tenant.to_string()).into());
         };
-        if request.client_id.is_empty() {
+        if client_id.is_empty() {
             return Err(TokenError::MissingParameter("client_id").into());
         }
-        let client = self.client_application(request.client_id).await?.filter(|app| app.tenant_id == tenant.id);
+        let client = self.client_application(client_id).await?.filter(|app| app.tenant_id == found.id);
         let Some(client) = client else {
-            return Err(TokenError::UnknownClient { client_id: request.client_id.to_string(), tenant: request.tenant.to_string() }.into());
+            return Err(TokenError::UnknownClient { client_id: client_id.to_string(), tenant: tenant.to_string() }.into());
         };
         let Some(presented) = presented else {
-            return Err(if request.has_assertion {
+            return Err(if has_assertion {
                 TokenError::AssertionNotSupported { app_id: client.app_id.clone() }
             } else {
                 TokenError::MissingCredential
@@ -483,20 +523,8 @@ impl Core {
             }
             .into());
         }
-        let requested = match request.endpoint {
-            EndpointVersion::V2 => token::resource_of_scope(request.scope.unwrap_or(""))?,
-            EndpointVersion::V1 => match request.resource.map(str::trim) {
-                Some(resource) if !resource.is_empty() => resource.to_string(),
-                _ => return Err(TokenError::MissingParameter("resource").into()),
-            },
-        };
-        let Some(resource) = self.resource_application(&tenant.id, &requested).await? else {
-            return Err(TokenError::UnknownResource { resource: requested, tenant: request.tenant.to_string() }.into());
-        };
-        let roles = self.granted_roles(&tenant.id, &client, &resource).await?;
-        let issued = self.sign_token(&tenant, &client, &resource, &requested, &roles, &credential.key_id, now)?;
-        self.note_use(&credential.key_id, now, request.client_ip);
-        Ok(issued)
+        let key_id = credential.key_id.clone();
+        Ok((found, client, key_id))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -665,6 +693,9 @@ impl Core {
         if claims.nbf > now_s + 300 {
             return Err(unauthenticated("The access token is not valid yet."));
         }
+        if self.revoked.read().unwrap_or_else(|e| e.into_inner()).covers(&claims.credential_id, &claims.uti) {
+            return Err(unauthenticated("The access token has been revoked."));
+        }
         let verified = Arc::new(VerifiedToken {
             principal: Principal {
                 tenant_id: claims.tid,
@@ -675,6 +706,8 @@ impl Core {
             },
             audience: claims.aud,
             exp: claims.exp,
+            uti: claims.uti,
+            issued_at: claims.iat,
         });
         self.verified.insert(&self.generation, generation, digest, verified.clone());
         Ok(verified)

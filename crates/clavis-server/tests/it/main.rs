@@ -4,6 +4,7 @@
 mod api;
 mod audit;
 mod keys;
+mod lifecycle;
 mod support;
 mod token;
 mod vault;
