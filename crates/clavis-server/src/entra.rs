@@ -380,43 +380,35 @@ async fn token_v1(
 
 /// Reads a form body with client authentication (body or HTTP Basic), refusing what the
 /// token endpoint refuses: oversized bodies, other content types, malformed or repeated fields.
-fn read_form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<TokenForm, Response> {
+fn read_form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<TokenForm, Box<Response>> {
+    let refuse = |error: TokenError| Box::new(token_error_response(&error));
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            let mut response =
-                token_error_response(&TokenError::Malformed(format!("the body is larger than {} bytes.", crate::MAX_BODY_BYTES)));
+            let mut response = refuse(TokenError::Malformed(format!("the body is larger than {} bytes.", crate::MAX_BODY_BYTES)));
             *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
             return Err(response);
         }
-        Err(_) => return Err(token_error_response(&TokenError::Malformed("the body could not be read.".into()))),
+        Err(_) => return Err(refuse(TokenError::Malformed("the body could not be read.".into()))),
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        return Err(token_error_response(&TokenError::Malformed(format!(
-            "the body must be sent as application/x-www-form-urlencoded, not '{}'.",
-            clavis_core::identity::truncate(media_type, 60)
-        ))));
+        let shown = clavis_core::identity::truncate(media_type, 60);
+        return Err(refuse(TokenError::Malformed(format!("the body must be sent as application/x-www-form-urlencoded, not '{shown}'."))));
     }
-    let mut form = parse_form(&body).map_err(|e| token_error_response(&e))?;
-    match basic_credentials(headers) {
-        Ok(Some((id, secret))) => {
-            if form.client_secret.is_some() {
-                return Err(token_error_response(&TokenError::Malformed(
-                    "the client authenticated both with HTTP Basic and with client_secret in the body; use one.".into(),
-                )));
-            }
-            if form.client_id.as_deref().is_some_and(|body_id| body_id != id) {
-                return Err(token_error_response(&TokenError::Malformed(
-                    "client_id in the body differs from the one in the Authorization header.".into(),
-                )));
-            }
-            form.client_id = Some(id);
-            form.client_secret = Some(secret);
+    let mut form = parse_form(&body).map_err(refuse)?;
+    if let Some((id, secret)) = basic_credentials(headers).map_err(refuse)? {
+        if form.client_secret.is_some() {
+            return Err(refuse(TokenError::Malformed(
+                "the client authenticated both with HTTP Basic and with client_secret in the body; use one.".into(),
+            )));
         }
-        Ok(None) => {}
-        Err(error) => return Err(token_error_response(&error)),
+        if form.client_id.as_deref().is_some_and(|body_id| body_id != id) {
+            return Err(refuse(TokenError::Malformed("client_id in the body differs from the one in the Authorization header.".into())));
+        }
+        form.client_id = Some(id);
+        form.client_secret = Some(secret);
     }
     Ok(form)
 }
@@ -431,7 +423,7 @@ async fn token(
 ) -> Response {
     let form = match read_form(&headers, body) {
         Ok(form) => form,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match form.grant_type.as_deref() {
         None | Some("") => return token_error_response(&TokenError::MissingParameter("grant_type")),
@@ -489,6 +481,53 @@ fn token_response(issued: &IssuedToken, endpoint: EndpointVersion) -> Response {
     response
 }
 
+/// RFC 7662 token introspection, for resource servers (authenticated as clients of the tenant).
+async fn introspect(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let form = match read_form(&headers, body) {
+        Ok(form) => form,
+        Err(response) => return *response,
+    };
+    let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
+        return token_error_response(&TokenError::MissingParameter("token"));
+    };
+    let client_id = form.client_id.as_deref().unwrap_or("");
+    match state.core.introspect(&tenant, client_id, form.client_secret.as_deref().filter(|s| !s.is_empty()), token).await {
+        Ok(answer) => {
+            let mut response = (StatusCode::OK, answer.to_string()).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(error) => core_error_response(error),
+    }
+}
+
+/// RFC 7009 token revocation, by the token's client or its resource.
+async fn revoke(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let form = match read_form(&headers, body) {
+        Ok(form) => form,
+        Err(response) => return *response,
+    };
+    let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
+        return token_error_response(&TokenError::MissingParameter("token"));
+    };
+    let client_id = form.client_id.as_deref().unwrap_or("");
+    match state.core.revoke_token(&tenant, client_id, form.client_secret.as_deref().filter(|s| !s.is_empty()), token).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(error) => core_error_response(error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,52 +558,5 @@ mod tests {
     fn entra_timestamps() {
         let at = time::macros::datetime!(2023-05-06 06:03:00 UTC);
         assert_eq!(timestamp_entra(at), "2023-05-06 06:03:00Z");
-    }
-}
-
-/// RFC 7662 token introspection, for resource servers (authenticated as clients of the tenant).
-async fn introspect(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let form = match read_form(&headers, body) {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
-        return token_error_response(&TokenError::MissingParameter("token"));
-    };
-    let client_id = form.client_id.as_deref().unwrap_or("");
-    match state.core.introspect(&tenant, client_id, form.client_secret.as_deref().filter(|s| !s.is_empty()), token).await {
-        Ok(answer) => {
-            let mut response = (StatusCode::OK, answer.to_string()).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        }
-        Err(error) => core_error_response(error),
-    }
-}
-
-/// RFC 7009 token revocation, by the token's client or its resource.
-async fn revoke(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let form = match read_form(&headers, body) {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
-        return token_error_response(&TokenError::MissingParameter("token"));
-    };
-    let client_id = form.client_id.as_deref().unwrap_or("");
-    match state.core.revoke_token(&tenant, client_id, form.client_secret.as_deref().filter(|s| !s.is_empty()), token).await {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(error) => core_error_response(error),
     }
 }
