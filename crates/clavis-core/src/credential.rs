@@ -52,6 +52,8 @@ pub struct CredentialUsage {
 pub enum CredentialState {
     /// Usable now.
     Active,
+    /// Usable now, but it expires within the notice window.
+    Expiring,
     /// Its start is still in the future.
     NotYetValid,
     /// Its end has passed.
@@ -59,15 +61,23 @@ pub enum CredentialState {
 }
 
 impl PasswordCredential {
-    /// The state at `now`.
-    pub fn state(&self, now: OffsetDateTime) -> CredentialState {
+    /// The state at `now`, with `notice` the window before expiry that counts as expiring.
+    pub fn state(&self, now: OffsetDateTime, notice: Duration) -> CredentialState {
         if now < self.start {
             CredentialState::NotYetValid
         } else if now >= self.end {
             CredentialState::Expired
+        } else if self.end - now <= notice {
+            CredentialState::Expiring
         } else {
             CredentialState::Active
         }
+    }
+
+    /// Whole days since the last use, or since creation when never used.
+    pub fn unused_days(&self, now: OffsetDateTime) -> i64 {
+        let since = self.usage.as_ref().map_or(self.created_at, |u| u.last_used_date_time);
+        (now - since).whole_days().max(0)
     }
 }
 
@@ -81,11 +91,88 @@ pub struct CredentialPolicy {
     pub default_password_lifetime_days: i64,
     /// How many secrets one application may hold at once.
     pub max_passwords_per_application: i64,
+    /// `passwordAddition`: no new secrets at all (for every application, or only for those
+    /// created after `block_password_addition_for_apps_created_after`).
+    pub block_password_addition: bool,
+    /// Limits `block_password_addition` to applications created after this instant.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub block_password_addition_for_apps_created_after: Option<OffsetDateTime>,
+    /// `customPasswordAddition`: refuse secret values chosen by the caller (on by default: Clavis
+    /// generates every secret with 210 bits of entropy).
+    pub block_custom_passwords: bool,
+    /// Every secret must expire. When off, a secret may be created without expiry by asking for
+    /// an `endDateTime` in or after the year 2299 (the "never" of Entra's portal).
+    pub expiry_required: bool,
 }
 
 impl Default for CredentialPolicy {
     fn default() -> Self {
-        Self { max_password_lifetime_days: 730, default_password_lifetime_days: 180, max_passwords_per_application: 10 }
+        Self {
+            max_password_lifetime_days: 730,
+            default_password_lifetime_days: 180,
+            max_passwords_per_application: 10,
+            block_password_addition: false,
+            block_password_addition_for_apps_created_after: None,
+            block_custom_passwords: true,
+            expiry_required: true,
+        }
+    }
+}
+
+/// Per-application changes to the tenant's policy; absent fields inherit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyOverride {
+    /// See [`CredentialPolicy::max_password_lifetime_days`].
+    pub max_password_lifetime_days: Option<i64>,
+    /// See [`CredentialPolicy::default_password_lifetime_days`].
+    pub default_password_lifetime_days: Option<i64>,
+    /// See [`CredentialPolicy::max_passwords_per_application`].
+    pub max_passwords_per_application: Option<i64>,
+    /// See [`CredentialPolicy::block_password_addition`].
+    pub block_password_addition: Option<bool>,
+    /// See [`CredentialPolicy::block_custom_passwords`].
+    pub block_custom_passwords: Option<bool>,
+    /// See [`CredentialPolicy::expiry_required`].
+    pub expiry_required: Option<bool>,
+}
+
+impl CredentialPolicy {
+    /// The tenant's policy with an application's override applied.
+    pub fn with_override(&self, changes: Option<&PolicyOverride>) -> Self {
+        let Some(changes) = changes else { return self.clone() };
+        Self {
+            max_password_lifetime_days: changes.max_password_lifetime_days.unwrap_or(self.max_password_lifetime_days),
+            default_password_lifetime_days: changes.default_password_lifetime_days.unwrap_or(self.default_password_lifetime_days),
+            max_passwords_per_application: changes.max_passwords_per_application.unwrap_or(self.max_passwords_per_application),
+            block_password_addition: changes.block_password_addition.unwrap_or(self.block_password_addition),
+            block_password_addition_for_apps_created_after: if changes.block_password_addition.is_some() {
+                None
+            } else {
+                self.block_password_addition_for_apps_created_after
+            },
+            block_custom_passwords: changes.block_custom_passwords.unwrap_or(self.block_custom_passwords),
+            expiry_required: changes.expiry_required.unwrap_or(self.expiry_required),
+        }
+    }
+
+    /// Refuses a new secret for an application created at `app_created_at` when the policy
+    /// blocks additions, naming the restriction.
+    pub fn check_addition(&self, app_created_at: OffsetDateTime, custom_value: bool) -> Result<()> {
+        let blocked =
+            self.block_password_addition && self.block_password_addition_for_apps_created_after.is_none_or(|after| app_created_at > after);
+        if blocked {
+            return Err(CoreError::Forbidden(format!(
+                "passwordAddition policy: new client secrets are blocked for this application{}. Use a certificate or federated credential, or ask an administrator to change the credential policy.",
+                self.block_password_addition_for_apps_created_after.map(|after| format!(" (it applies to applications created after {after})")).unwrap_or_default()
+            )));
+        }
+        if custom_value && self.block_custom_passwords {
+            return Err(CoreError::Invalid(
+                "customPasswordAddition policy: secret values chosen by the caller are blocked; omit secretText and Clavis generates a 210-bit secret.".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -106,7 +193,7 @@ impl CredentialPolicy {
 }
 
 /// What a caller asks for when adding a secret.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct PasswordRequest {
     /// A description.
     pub display_name: Option<String>,
@@ -114,6 +201,8 @@ pub struct PasswordRequest {
     pub start: Option<OffsetDateTime>,
     /// Valid until; start + the policy's default lifetime when absent.
     pub end: Option<OffsetDateTime>,
+    /// A caller-chosen value, where the policy allows it.
+    pub custom_value: Option<PlainClientSecret>,
 }
 
 /// A newly added secret: the only value that ever holds the plaintext.
@@ -137,6 +226,15 @@ pub fn plan_window(policy: &CredentialPolicy, request: &PasswordRequest, now: Of
     }
     if end <= now {
         return Err(CoreError::Invalid("endDateTime must be in the future.".into()));
+    }
+    let never = end.year() >= 2299;
+    if never && !policy.expiry_required {
+        return Ok((start, end));
+    }
+    if never {
+        return Err(CoreError::Invalid(
+            "expiry policy: every client secret must expire (the tenant's credential policy requires expiry); choose an endDateTime within maxPasswordLifetimeDays.".into(),
+        ));
     }
     let max = Duration::days(policy.max_password_lifetime_days);
     if end - start > max {
@@ -188,6 +286,26 @@ mod tests {
     }
 
     #[test]
+    fn policies_block_and_override() {
+        let tenant = CredentialPolicy {
+            block_password_addition: true,
+            block_password_addition_for_apps_created_after: Some(NOW),
+            ..Default::default()
+        };
+        assert!(tenant.check_addition(NOW - Duration::days(1), false).is_ok(), "older applications are exempt");
+        let error = tenant.check_addition(NOW + Duration::days(1), false).unwrap_err().to_string();
+        assert!(error.contains("passwordAddition"), "{error}");
+        let relaxed = tenant.with_override(Some(&PolicyOverride { block_password_addition: Some(false), ..Default::default() }));
+        assert!(relaxed.check_addition(NOW + Duration::days(1), false).is_ok());
+        let error = CredentialPolicy::default().check_addition(NOW, true).unwrap_err().to_string();
+        assert!(error.contains("customPasswordAddition"), "{error}");
+        let never = PasswordRequest { end: Some(time::macros::datetime!(2299-12-31 00:00 UTC)), ..Default::default() };
+        assert!(plan_window(&CredentialPolicy::default(), &never, NOW).unwrap_err().to_string().contains("expiry policy"));
+        let lax = CredentialPolicy { expiry_required: false, ..Default::default() };
+        assert!(plan_window(&lax, &never, NOW).is_ok());
+    }
+
+    #[test]
     fn windows_in_the_past_are_refused() {
         let request = PasswordRequest { end: Some(NOW - Duration::days(1)), start: Some(NOW - Duration::hours(30)), ..Default::default() };
         assert!(plan_window(&CredentialPolicy::default(), &request, NOW).is_err());
@@ -205,8 +323,11 @@ mod tests {
             created_at: NOW,
             usage: None,
         };
-        assert_eq!(credential.state(NOW - Duration::seconds(1)), CredentialState::NotYetValid);
-        assert_eq!(credential.state(NOW), CredentialState::Active);
-        assert_eq!(credential.state(NOW + Duration::days(1)), CredentialState::Expired);
+        let notice = Duration::hours(2);
+        assert_eq!(credential.state(NOW - Duration::seconds(1), notice), CredentialState::NotYetValid);
+        assert_eq!(credential.state(NOW, notice), CredentialState::Active);
+        assert_eq!(credential.state(NOW + Duration::hours(23), notice), CredentialState::Expiring);
+        assert_eq!(credential.state(NOW + Duration::days(1), notice), CredentialState::Expired);
+        assert_eq!(credential.unused_days(NOW + Duration::days(3)), 3);
     }
 }

@@ -86,6 +86,8 @@ pub struct Application {
     pub password_credentials: Vec<PasswordCredential>,
     /// Built-in applications (the management API) cannot be deleted or changed through the API.
     pub builtin: bool,
+    /// Changes to the tenant's credential policy for this application.
+    pub credential_policy: Option<crate::credential::PolicyOverride>,
     /// When the application was registered.
     pub created_at: OffsetDateTime,
 }

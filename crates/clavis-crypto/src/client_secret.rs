@@ -63,6 +63,12 @@ impl PlainClientSecret {
         Self(text)
     }
 
+    /// A value chosen by the caller (allowed only where policy permits custom secrets): 16 to 256
+    /// printable ASCII characters.
+    pub fn from_caller(text: String) -> Option<Self> {
+        ((16..=256).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic())).then_some(Self(text))
+    }
+
     /// The secret's text, for the one response that shows it.
     pub fn expose(&self) -> &str {
         &self.0

@@ -124,7 +124,7 @@ fn list(context: &str, values: Vec<Value>) -> Response {
 // ----- wire shapes ---------------------------------------------------------------------------------
 
 /// A credential without its value (`secretText` is always null after creation).
-pub fn password_json(credential: &PasswordCredential, now: OffsetDateTime) -> Value {
+pub fn password_json(credential: &PasswordCredential, now: OffsetDateTime, notice: time::Duration) -> Value {
     json!({
         "customKeyIdentifier": null,
         "displayName": credential.display_name,
@@ -133,12 +133,14 @@ pub fn password_json(credential: &PasswordCredential, now: OffsetDateTime) -> Va
         "keyId": credential.key_id,
         "secretText": null,
         "startDateTime": rfc3339(credential.start),
-        "state": credential.state(now),
+        "state": credential.state(now, notice),
+        "daysUntilExpiry": (credential.end - now).whole_days().max(0),
+        "unusedForDays": credential.unused_days(now),
         "lastUsed": credential.usage,
     })
 }
 
-fn application_json(application: &Application, now: OffsetDateTime) -> Value {
+fn application_json(application: &Application, now: OffsetDateTime, notice: time::Duration) -> Value {
     json!({
         "id": application.id,
         "appId": application.app_id,
@@ -147,7 +149,8 @@ fn application_json(application: &Application, now: OffsetDateTime) -> Value {
         "identifierUris": application.identifier_uris,
         "appRoles": application.app_roles,
         "api": {"requestedAccessTokenVersion": application.requested_access_token_version},
-        "passwordCredentials": application.password_credentials.iter().map(|c| password_json(c, now)).collect::<Vec<_>>(),
+        "passwordCredentials": application.password_credentials.iter().map(|c| password_json(c, now, notice)).collect::<Vec<_>>(),
+        "credentialPolicy": application.credential_policy,
         "servicePrincipalId": application.service_principal_id,
         "isBuiltIn": application.builtin,
     })
@@ -240,13 +243,13 @@ async fn list_applications(State(state): State<AppState>, Caller(principal): Cal
     let auth = state.core.authorize(&principal, Permission::Read)?;
     let now = state.core.now();
     let applications = state.core.applications(&auth).await?;
-    Ok(list("applications", applications.iter().map(|a| application_json(a, now)).collect()))
+    Ok(list("applications", applications.iter().map(|a| application_json(a, now, state.core.notice_window())).collect()))
 }
 
 async fn application(State(state): State<AppState>, Caller(principal): Caller, Path(id): Path<String>) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::Read)?;
     let application = state.core.application(&auth, &id).await?;
-    Ok(ok(application_json(&application, state.core.now())))
+    Ok(ok(application_json(&application, state.core.now(), state.core.notice_window())))
 }
 
 #[derive(Deserialize)]
@@ -320,7 +323,7 @@ async fn create_application(
         requested_access_token_version: body.api.and_then(|a| a.requested_access_token_version),
     };
     let application = state.core.create_application(&auth, &context, new).await?;
-    Ok(created(application_json(&application, state.core.now())))
+    Ok(created(application_json(&application, state.core.now(), state.core.notice_window())))
 }
 
 #[derive(Deserialize)]
@@ -330,6 +333,14 @@ struct UpdateApplication {
     identifier_uris: Option<Vec<String>>,
     app_roles: Option<Vec<AppRoleInput>>,
     api: Option<ApiSettings>,
+    /// `null` removes the override.
+    #[serde(default, deserialize_with = "present")]
+    credential_policy: Option<Option<clavis_core::credential::PolicyOverride>>,
+}
+
+/// Distinguishes a field set to `null` (`Some(None)`) from an absent one (`None`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 async fn update_application(
@@ -345,6 +356,7 @@ async fn update_application(
         identifier_uris: body.identifier_uris,
         app_roles: body.app_roles.map(roles_with_ids),
         requested_access_token_version: body.api.map(|a| a.requested_access_token_version),
+        credential_policy: body.credential_policy,
     };
     state.core.update_application(&auth, &context, &id, patch).await?;
     Ok(no_content())
@@ -400,11 +412,13 @@ async fn add_password(
 ) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
     let input = body.password_credential.unwrap_or_default();
-    if input.secret_text.is_some() {
-        return Err(ApiError::bad_request(
-            "secretText cannot be chosen: Clavis generates every client secret (210 bits of entropy) and returns it once.".into(),
-        ));
-    }
+    let custom_value = match input.secret_text {
+        Some(text) => Some(
+            clavis_crypto::PlainClientSecret::from_caller(text)
+                .ok_or_else(|| ApiError::bad_request("secretText must be 16 to 256 printable ASCII characters.".into()))?,
+        ),
+        None => None,
+    };
     if input.key_id.is_some() || input.hint.is_some() || input.custom_key_identifier.as_ref().is_some_and(|v| !v.is_null()) {
         return Err(ApiError::bad_request("keyId, hint and customKeyIdentifier are assigned by Clavis and cannot be set.".into()));
     }
@@ -412,9 +426,10 @@ async fn add_password(
         display_name: input.display_name,
         start: input.start_date_time.as_deref().map(|t| parse_time("startDateTime", t)).transpose()?,
         end: input.end_date_time.as_deref().map(|t| parse_time("endDateTime", t)).transpose()?,
+        custom_value,
     };
     let new_password = state.core.add_password(&auth, &context, &id, request).await?;
-    let mut body = password_json(&new_password.credential, state.core.now());
+    let mut body = password_json(&new_password.credential, state.core.now(), state.core.notice_window());
     body["secretText"] = json!(new_password.secret.expose());
     body["@odata.context"] = json!("$metadata#microsoft.graph.passwordCredential");
     Ok(ok(body))

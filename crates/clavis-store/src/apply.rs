@@ -270,6 +270,7 @@ fn application_body(application: &Application) -> String {
         "identifierUris": application.identifier_uris,
         "appRoles": application.app_roles,
         "requestedAccessTokenVersion": application.requested_access_token_version,
+        "credentialPolicy": application.credential_policy,
     })
     .to_string()
 }

@@ -119,6 +119,10 @@ pub(crate) async fn applications(pool: &AnyPool, filter: &str, binds: &[&str]) -
                 .map_err(|e| CoreError::Store(format!("identifierUris: {e}")))?;
             let app_roles: Vec<AppRole> = serde_json::from_value(body.get("appRoles").cloned().unwrap_or(Value::Array(vec![])))
                 .map_err(|e| CoreError::Store(format!("appRoles: {e}")))?;
+            let credential_policy = match body.get("credentialPolicy") {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(serde_json::from_value(value.clone()).map_err(|e| CoreError::Store(format!("credentialPolicy: {e}")))?),
+            };
             let version = body.get("requestedAccessTokenVersion").and_then(Value::as_u64).and_then(|v| u8::try_from(v).ok());
             Ok(Application {
                 password_credentials: credentials.iter().filter(|(app, _)| *app == id).map(|(_, c)| c.clone()).collect(),
@@ -130,6 +134,7 @@ pub(crate) async fn applications(pool: &AnyPool, filter: &str, binds: &[&str]) -
                 app_roles,
                 requested_access_token_version: version,
                 builtin: int(row, "builtin")? != 0,
+                credential_policy,
                 created_at: instant(int(row, "created_at")?),
                 id,
             })

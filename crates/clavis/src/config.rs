@@ -32,6 +32,7 @@ struct Raw {
     tenant: RawTenant,
     tokens: RawTokens,
     credentials: RawCredentials,
+    lifecycle: RawLifecycle,
     signing_keys: RawSigningKeys,
     jobs: RawJobs,
 }
@@ -55,6 +56,12 @@ struct RawTokens {
 #[serde(deny_unknown_fields)]
 struct RawCredentials {
     clock_skew_seconds: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLifecycle {
+    notice_thresholds_days: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +138,7 @@ pub struct Config {
     pub signing_algorithm: Algorithm,
     pub token_lifetime: (Duration, Duration),
     pub clock_skew: Duration,
+    pub notice_thresholds_days: Vec<i64>,
     pub rotation_period: Duration,
     pub publish_ahead: Duration,
     pub refresh_interval: std::time::Duration,
@@ -272,6 +280,19 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
     if !(0..=3600).contains(&raw.credentials.clock_skew_seconds) {
         bail!("credentials.clock_skew_seconds must be between 0 and 3600");
     }
+    let notice_thresholds_days: Vec<i64> = raw
+        .lifecycle
+        .notice_thresholds_days
+        .split(',')
+        .map(|d| d.trim().parse::<i64>().ok().filter(|d| (1..=365).contains(d)))
+        .collect::<Option<Vec<_>>>()
+        .filter(|d| !d.is_empty())
+        .with_context(|| {
+            format!(
+                "lifecycle.notice_thresholds_days must be a comma-separated list of days from 1 to 365, not '{}'",
+                raw.lifecycle.notice_thresholds_days
+            )
+        })?;
     if !(1..=3650).contains(&raw.signing_keys.rotation_days) {
         bail!("signing_keys.rotation_days must be between 1 and 3650");
     }
@@ -298,6 +319,7 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
         signing_algorithm,
         token_lifetime: (Duration::seconds(min), Duration::seconds(max)),
         clock_skew: Duration::seconds(raw.credentials.clock_skew_seconds),
+        notice_thresholds_days,
         rotation_period: Duration::days(raw.signing_keys.rotation_days),
         publish_ahead: Duration::hours(raw.signing_keys.publish_ahead_hours),
         refresh_interval: interval("refresh_interval_ms", raw.jobs.refresh_interval_ms)?,

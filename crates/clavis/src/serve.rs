@@ -158,6 +158,7 @@ pub async fn run(config: Config) -> Result<()> {
         default_tenant_name: config.tenant_name.clone(),
         default_signing_algorithm: config.signing_algorithm,
         vault_resource: crate::config::vault_resource(&config),
+        notice_thresholds_days: config.notice_thresholds_days.clone(),
     };
     let store_for_close = store.clone();
     let (core, bootstrap) =

@@ -46,6 +46,9 @@ pub struct CoreSettings {
     pub default_tenant_name: String,
     /// The default tenant's signing algorithm.
     pub default_signing_algorithm: Algorithm,
+    /// Days before expiry at which credentials and vault secrets get a near-expiry notice; the
+    /// largest is the "expiring" window of credential states.
+    pub notice_thresholds_days: Vec<i64>,
     /// The vault resource: the challenge `resource` of every vault and the audience of vault
     /// tokens, `https://vault.{host}[:port]`; vaults are served at `https://{name}.vault.{host}[:port]`.
     pub vault_resource: String,
@@ -93,6 +96,8 @@ pub struct ApplicationPatch {
     pub app_roles: Option<Vec<AppRole>>,
     /// New token version (`Some(None)` resets to the default).
     pub requested_access_token_version: Option<Option<u8>>,
+    /// New credential policy override (`Some(None)` removes it); needs the administrator role.
+    pub credential_policy: Option<Option<crate::credential::PolicyOverride>>,
 }
 
 /// Counters of the token path, for health and metrics.
@@ -291,6 +296,11 @@ impl Core {
     /// The current time, to the microsecond.
     pub fn now(&self) -> OffsetDateTime {
         truncate_micros(self.clock.now())
+    }
+
+    /// The window before expiry in which a credential counts as expiring.
+    pub fn notice_window(&self) -> Duration {
+        Duration::days(self.settings.notice_thresholds_days.iter().copied().max().unwrap_or(30))
     }
 
     /// The settings.
@@ -843,6 +853,7 @@ impl Core {
                     requested_access_token_version: None,
                     password_credentials: Vec::new(),
                     builtin: true,
+                    credential_policy: None,
                     created_at: now,
                 };
                 let change = Change::new(
@@ -897,6 +908,7 @@ impl Core {
             requested_access_token_version: Some(2),
             password_credentials: Vec::new(),
             builtin: true,
+            credential_policy: None,
             created_at: now,
         };
         batch.push(
@@ -920,6 +932,7 @@ impl Core {
             requested_access_token_version: None,
             password_credentials: Vec::new(),
             builtin: false,
+            credential_policy: None,
             created_at: now,
         };
         batch.push(
@@ -928,11 +941,12 @@ impl Core {
         );
 
         let request = PasswordRequest {
+            custom_value: None,
             display_name: Some("bootstrap".into()),
             start: None,
             end: Some(now + Duration::days(tenant.policy.max_password_lifetime_days)),
         };
-        let new_password = self.new_password(&tenant.policy, &request, now)?;
+        let new_password = self.new_password(&tenant.policy, request, now)?;
         let credential = new_password.credential.clone();
         batch.push(
             Mutation::AddPassword {
@@ -989,10 +1003,10 @@ impl Core {
         })
     }
 
-    fn new_password(&self, policy: &CredentialPolicy, request: &PasswordRequest, now: OffsetDateTime) -> Result<NewPassword> {
+    fn new_password(&self, policy: &CredentialPolicy, request: PasswordRequest, now: OffsetDateTime) -> Result<NewPassword> {
         let display_name = credential::validate_description(request.display_name.as_deref())?;
-        let (start, end) = credential::plan_window(policy, request, now)?;
-        let secret = PlainClientSecret::generate();
+        let (start, end) = credential::plan_window(policy, &request, now)?;
+        let secret = request.custom_value.unwrap_or_else(PlainClientSecret::generate);
         let credential = PasswordCredential {
             key_id: random::guid(),
             display_name,
@@ -1096,6 +1110,7 @@ impl Core {
             requested_access_token_version: new.requested_access_token_version,
             password_credentials: Vec::new(),
             builtin: false,
+            credential_policy: None,
             created_at: now,
         };
         let change = Change::new(
@@ -1134,6 +1149,13 @@ impl Core {
         if let Some(roles) = patch.app_roles {
             identity::validate_app_roles(&roles)?;
             application.app_roles = roles;
+        }
+        if let Some(changes) = patch.credential_policy {
+            require(auth, Permission::Administer)?;
+            if let Some(changes) = &changes {
+                self.tenant_by_id(&application.tenant_id)?.policy.with_override(Some(changes)).validate()?;
+            }
+            application.credential_policy = changes;
         }
         if let Some(version) = patch.requested_access_token_version {
             validate_token_version(version)?;
@@ -1214,7 +1236,9 @@ impl Core {
             )));
         }
         let tenant = self.tenant_by_id(&application.tenant_id)?;
-        let new_password = self.new_password(&tenant.policy, &request, self.now())?;
+        let policy = tenant.policy.with_override(application.credential_policy.as_ref());
+        policy.check_addition(application.created_at, request.custom_value.is_some())?;
+        let new_password = self.new_password(&policy, request, self.now())?;
         let credential = new_password.credential.clone();
         let change = Change::new(
             self.now(),

@@ -108,3 +108,68 @@ both_backends!(introspection_and_token_revocation, |app| Box::pin(async move {
     assert!(app.store.revocations().await.unwrap().is_empty());
     app
 }));
+
+both_backends!(credential_policy_with_application_overrides, |app| Box::pin(async move {
+    let old = app.create_app("legacy", &[]).await;
+    app.clock.advance(time::Duration::minutes(5));
+    let cutoff = app.core.now().format(&time::format_description::well_known::Rfc3339).unwrap();
+    app.clock.advance(time::Duration::minutes(5));
+    let fresh = app.create_app("fresh", &[]).await;
+    let policy = json!({"credentialPolicy": {"maxPasswordLifetimeDays": 365, "defaultPasswordLifetimeDays": 90, "maxPasswordsPerApplication": 5,
+        "blockPasswordAddition": true, "blockPasswordAdditionForAppsCreatedAfter": cutoff, "blockCustomPasswords": true, "expiryRequired": true}});
+    let (_, fresh_token) = app.token(&app.admin_client_id, &app.admin_secret.clone(), "api://clavis/.default").await;
+    let admin = fresh_token["access_token"].as_str().unwrap().to_string();
+    let (status, body) = app.api_as(&admin, Method::PATCH, "/v1.0/organization", Some(policy)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Applications created after the cutoff may not add secrets; older ones may.
+    let (status, body) = app
+        .api_as(&admin, Method::POST, &format!("/v1.0/applications/{}/addPassword", fresh["id"].as_str().unwrap()), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("passwordAddition"));
+    let (status, body) =
+        app.api_as(&admin, Method::POST, &format!("/v1.0/applications/{}/addPassword", old["id"].as_str().unwrap()), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.remember(body["secretText"].as_str().unwrap());
+    // A per-application override lifts the block and allows a caller-chosen value.
+    let (status, body) = app
+        .api_as(
+            &admin,
+            Method::PATCH,
+            &format!("/v1.0/applications/{}", fresh["id"].as_str().unwrap()),
+            Some(json!({"credentialPolicy": {"blockPasswordAddition": false, "blockCustomPasswords": false}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let chosen = "Chosen-Value-For-A-Legacy-Integration-42";
+    app.remember(chosen);
+    let (status, body) = app
+        .api_as(
+            &admin,
+            Method::POST,
+            &format!("/v1.0/applications/{}/addPassword", fresh["id"].as_str().unwrap()),
+            Some(json!({"passwordCredential": {"secretText": chosen}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["hint"], "Cho");
+    let end = time::OffsetDateTime::parse(body["endDateTime"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!((end - app.core.now()).whole_days(), 90, "the tenant's default lifetime");
+    let (status, _) = app.token(fresh["appId"].as_str().unwrap(), chosen, "api://clavis/.default").await;
+    assert_eq!(status, StatusCode::OK);
+    // States: expiring within the notice window, with days unused.
+    let near = (app.core.now() + time::Duration::days(10)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    let (_, body) = app
+        .api_as(
+            &admin,
+            Method::POST,
+            &format!("/v1.0/applications/{}/addPassword", old["id"].as_str().unwrap()),
+            Some(json!({"passwordCredential": {"endDateTime": near}})),
+        )
+        .await;
+    app.remember(body["secretText"].as_str().unwrap());
+    assert_eq!(body["state"], "expiring");
+    assert_eq!(body["daysUntilExpiry"], 10);
+    assert_eq!(body["unusedForDays"], 0);
+    app
+}));

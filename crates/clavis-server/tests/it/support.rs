@@ -144,6 +144,7 @@ pub fn settings(public_url: &str, algorithm: Algorithm) -> CoreSettings {
         default_tenant_domain: "contoso.clavis.localhost".into(),
         default_tenant_name: "Contoso".into(),
         default_signing_algorithm: algorithm,
+        notice_thresholds_days: vec![30, 14, 7, 1],
         vault_resource: format!("https://vault.{}", public_url.trim_start_matches("https://")),
     }
 }
