@@ -13,6 +13,7 @@ pub mod cache;
 pub mod clock;
 pub mod credential;
 pub mod error;
+pub mod events;
 pub mod identity;
 pub mod keys;
 pub mod policy;
@@ -24,7 +25,7 @@ pub mod vault;
 mod core;
 
 pub use crate::core::{
-    vault_app_id, ApplicationPatch, BootstrapCredential, Core, CoreSettings, NewApplication, PropertiesPatch, SecretValue, UsageStats,
-    VaultPatch, VaultStateChange, VerifiedToken,
+    vault_app_id, ApplicationPatch, BootstrapCredential, Core, CoreSettings, EventRecord, NewApplication, OutgoingDelivery,
+    PropertiesPatch, SecretValue, UsageStats, VaultPatch, VaultStateChange, VerifiedToken,
 };
 pub use error::{CoreError, Result};

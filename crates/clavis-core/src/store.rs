@@ -13,6 +13,7 @@ use clavis_crypto::Algorithm;
 use crate::audit::{AuditRecord, Change, DomainEvent};
 use crate::credential::PasswordCredential;
 use crate::error::Result;
+use crate::events::{Delivery, ExpiringCredential, ExpiringSecret, Subscription};
 use crate::identity::{AppRoleAssignment, Application, Tenant};
 use crate::policy::VaultRoleAssignment;
 use crate::revocation::Revocation;
@@ -136,6 +137,12 @@ pub enum Mutation {
     Revoke(Revocation),
     /// Drops revocations whose tokens have all expired.
     PurgeRevocations(OffsetDateTime),
+    /// Creates a webhook subscription.
+    InsertSubscription(Subscription),
+    /// Deletes a subscription and its pending deliveries (not found is an error).
+    DeleteSubscription { tenant_id: String, id: String },
+    /// Records that a notice was sent for (object, threshold); a second one is a conflict.
+    RecordNotice { object_key: String, threshold: String, at: OffsetDateTime },
 }
 
 /// Mutations applied in one transaction together with their audit records and outbox events.
@@ -226,6 +233,26 @@ pub trait Store: Send + Sync + 'static {
     /// A page of secrets (live or deleted) of a vault in name order after `after`, each with its
     /// latest version only.
     async fn secrets(&self, vault_id: &str, deleted: bool, after: &str, limit: i64) -> Result<Vec<Secret>>;
+    /// Webhook subscriptions, of one tenant or all.
+    async fn subscriptions(&self, tenant_id: Option<&str>) -> Result<Vec<Subscription>>;
+    /// Every (object, threshold) notice already sent.
+    async fn notices(&self) -> Result<Vec<(String, String)>>;
+    /// Client secrets whose end is before `until`.
+    async fn expiring_credentials(&self, until: OffsetDateTime) -> Result<Vec<ExpiringCredential>>;
+    /// Latest versions of live vault secrets whose `exp` is before `until`.
+    async fn expiring_secrets(&self, until: OffsetDateTime) -> Result<Vec<ExpiringSecret>>;
+    /// The position of a named cursor over the outbox (0 when new).
+    async fn cursor(&self, name: &str) -> Result<i64>;
+    /// Adds deliveries and moves the cursor, in one transaction (not audited: bookkeeping).
+    async fn enqueue_deliveries(&self, cursor: &str, position: i64, deliveries: &[Delivery]) -> Result<()>;
+    /// Pending deliveries due at `now`, oldest first.
+    async fn due_deliveries(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<Delivery>>;
+    /// Records an attempt's outcome.
+    async fn record_delivery(&self, delivery: &Delivery) -> Result<()>;
+    /// Deliveries of events with `seq > after`.
+    async fn deliveries(&self, after: i64) -> Result<Vec<Delivery>>;
+    /// One outbox event.
+    async fn event(&self, seq: i64) -> Result<Option<DomainEvent>>;
     /// Every revocation.
     async fn revocations(&self) -> Result<Vec<Revocation>>;
     /// Whether any deleted secret is due for purge at `now`.

@@ -19,6 +19,7 @@ pub mod envelope;
 pub mod random;
 pub mod signing;
 pub mod tls;
+pub mod webhook;
 
 pub use client_secret::{HashedClientSecret, PlainClientSecret, SecretHasher};
 pub use envelope::{DataKey, MasterKey};

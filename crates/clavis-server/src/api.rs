@@ -53,6 +53,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1.0/clavis/vaults/{name}/purge", post(purge_vault))
         .route("/v1.0/clavis/vaultRoleAssignments", get(list_vault_roles).post(assign_vault_role))
         .route("/v1.0/clavis/vaultRoleAssignments/{id}", delete(remove_vault_role))
+        .route("/v1.0/clavis/subscriptions", get(list_subscriptions).post(create_subscription))
+        .route("/v1.0/clavis/subscriptions/{id}", delete(delete_subscription))
+        .route("/v1.0/clavis/subscriptions/{id}/test", post(test_subscription))
+        .route("/v1.0/clavis/events", get(list_events))
         .route("/v1.0/clavis/auditRecords", get(audit_records))
 }
 
@@ -89,6 +93,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 Err(ApiError::new(status, "Request_BadRequest", message))
             }
         }
+    }
+}
+
+/// Query parameters whose rejections are answered in Graph's error shape.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
     }
 }
 
@@ -631,7 +649,7 @@ struct AuditQuery {
     limit: Option<i64>,
 }
 
-async fn audit_records(State(state): State<AppState>, Caller(principal): Caller, Query(query): Query<AuditQuery>) -> ApiResult {
+async fn audit_records(State(state): State<AppState>, Caller(principal): Caller, Params(query): Params<AuditQuery>) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::Administer)?;
     let records = state.core.audit_records(&auth, query.after.unwrap_or(0), query.limit.unwrap_or(100)).await?;
     Ok(list("auditRecords", records.iter().map(|r| json!(r)).collect()))
@@ -809,4 +827,93 @@ async fn remove_vault_role(
     let auth = state.core.authorize(&principal, Permission::Administer)?;
     state.core.remove_vault_role(&auth, &context, &id).await?;
     Ok(no_content())
+}
+
+// ----- events and webhook subscriptions ------------------------------------------------------------------
+
+fn subscription_json(subscription: &clavis_core::events::Subscription) -> Value {
+    json!({
+        "id": subscription.id,
+        "url": subscription.url,
+        "schema": subscription.schema.as_str(),
+        "eventTypes": subscription.event_types,
+        "createdDateTime": rfc3339(subscription.created_at),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateSubscription {
+    url: String,
+    schema: Option<String>,
+    #[serde(default)]
+    event_types: Vec<String>,
+}
+
+async fn create_subscription(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Body(body): Body<CreateSubscription>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let (subscription, secret) =
+        state.core.create_subscription(&auth, &context, &body.url, body.schema.as_deref().unwrap_or("EventGrid"), body.event_types).await?;
+    let mut answer = subscription_json(&subscription);
+    answer["secret"] = json!(secret);
+    Ok(created(answer))
+}
+
+async fn list_subscriptions(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Read)?;
+    let subscriptions = state.core.subscriptions(&auth).await?;
+    Ok(list("subscriptions", subscriptions.iter().map(subscription_json).collect()))
+}
+
+async fn delete_subscription(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    state.core.delete_subscription(&auth, &context, &id).await?;
+    Ok(no_content())
+}
+
+async fn test_subscription(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let event_id = state.core.test_subscription(&auth, &context, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"eventId": event_id}))).into_response())
+}
+
+#[derive(Deserialize)]
+struct EventQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn list_events(State(state): State<AppState>, Caller(principal): Caller, Params(query): Params<EventQuery>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Read)?;
+    let records = state.core.recent_events(&auth, query.after.unwrap_or(0), query.limit.unwrap_or(100)).await?;
+    let values = records
+        .iter()
+        .map(|r| {
+            json!({
+                "seq": r.seq,
+                "id": r.event.id,
+                "eventType": r.event.event_type,
+                "subject": r.event.subject,
+                "eventTime": rfc3339(r.event.at),
+                "data": r.event.data,
+                "deliveries": r.deliveries,
+            })
+        })
+        .collect();
+    Ok(list("events", values))
 }

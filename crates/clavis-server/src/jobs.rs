@@ -16,13 +16,20 @@ pub struct Intervals {
     pub refresh: Duration,
     /// Last-use flush (bounds how stale "last used" is, and what a crash loses).
     pub usage_flush: Duration,
-    /// Signing-key rotation check and purge of deleted secrets past their retention.
+    /// Signing-key rotation, expiry notices, and purge of deleted secrets past their retention.
     pub key_rotation: Duration,
+    /// Webhook dispatch (fan-out of new events and delivery of due ones).
+    pub webhooks: Duration,
 }
 
 impl Default for Intervals {
     fn default() -> Self {
-        Self { refresh: Duration::from_secs(1), usage_flush: Duration::from_secs(1), key_rotation: Duration::from_secs(60) }
+        Self {
+            refresh: Duration::from_secs(1),
+            usage_flush: Duration::from_secs(1),
+            key_rotation: Duration::from_secs(60),
+            webhooks: Duration::from_secs(1),
+        }
     }
 }
 
@@ -32,7 +39,9 @@ pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receive
         let mut refresh = tokio::time::interval(intervals.refresh);
         let mut flush = tokio::time::interval(intervals.usage_flush);
         let mut rotate = tokio::time::interval(intervals.key_rotation);
-        for timer in [&mut refresh, &mut flush, &mut rotate] {
+        let mut dispatch = tokio::time::interval(intervals.webhooks);
+        let http = webhook_client();
+        for timer in [&mut refresh, &mut flush, &mut rotate, &mut dispatch] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
@@ -53,11 +62,21 @@ pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receive
                         Ok(created) => tracing::info!(created, "signing keys created by rotation"),
                         Err(error) => tracing::warn!(%error, "signing-key rotation failed"),
                     }
+                    match core.scan_notices().await {
+                        Ok(0) => {}
+                        Ok(sent) => tracing::info!(sent, "expiry notices written"),
+                        Err(error) => tracing::warn!(%error, "expiry notice scan failed"),
+                    }
                     if let Err(error) = core.purge_revocations().await {
                         tracing::warn!(%error, "purge of expired revocations failed");
                     }
                     if let Err(error) = core.purge_due().await {
                         tracing::warn!(%error, "purge of deleted secrets past their retention failed");
+                    }
+                }
+                _ = dispatch.tick() => {
+                    if let Some(http) = &http {
+                        dispatch_webhooks(&core, http).await;
                     }
                 }
                 changed = shutdown.changed() => {
@@ -71,4 +90,72 @@ pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receive
             tracing::warn!(%error, "final usage flush failed");
         }
     })
+}
+
+/// The HTTP client of webhook deliveries: the system's trust roots, 10-second timeout, no redirects.
+pub fn webhook_client() -> Option<reqwest::Client> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("clavis-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| tracing::error!(%error, "cannot build the webhook client; deliveries are paused"))
+        .ok()
+}
+
+/// Fans new events out to subscriptions and sends the deliveries that are due, concurrently.
+pub async fn dispatch_webhooks(core: &Arc<Core>, http: &reqwest::Client) {
+    if let Err(error) = core.fan_out().await {
+        tracing::warn!(%error, "webhook fan-out failed");
+        return;
+    }
+    let due = match core.due_deliveries(100).await {
+        Ok(due) => due,
+        Err(error) => {
+            tracing::warn!(%error, "cannot prepare webhook deliveries");
+            return;
+        }
+    };
+    let mut sending = tokio::task::JoinSet::new();
+    for outgoing in due {
+        let http = http.clone();
+        let core = core.clone();
+        sending.spawn(async move {
+            let result = http
+                .post(&outgoing.url)
+                .header("content-type", outgoing.content_type)
+                .header("webhook-id", &outgoing.id)
+                .header("webhook-timestamp", outgoing.timestamp.to_string())
+                .header("webhook-signature", &outgoing.signature)
+                .body(outgoing.body)
+                .send()
+                .await;
+            let outcome = match result {
+                Ok(response) if response.status().is_success() => Ok(()),
+                Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
+                Err(error) => Err(if error.is_timeout() {
+                    "timed out".to_string()
+                } else if error.is_connect() {
+                    "connection failed".to_string()
+                } else {
+                    "request failed".to_string()
+                }),
+            };
+            if let Err(error) = core.complete_delivery(outgoing.delivery, outcome).await {
+                tracing::warn!(%error, "cannot record a webhook delivery");
+            }
+        });
+    }
+    while sending.join_next().await.is_some() {}
 }

@@ -10,6 +10,7 @@
 //! lets several nodes share one database.
 
 mod apply;
+mod events;
 mod read;
 mod schema;
 mod vault;
@@ -176,6 +177,10 @@ impl SqlStore {
     pub fn write_pool(&self) -> &AnyPool {
         &self.write
     }
+
+    pub(crate) fn read_pool(&self) -> &AnyPool {
+        &self.read
+    }
 }
 
 /// Hides the password of a database URL for messages.
@@ -300,6 +305,46 @@ impl Store for SqlStore {
 
     async fn secrets(&self, vault_id: &str, deleted: bool, after: &str, limit: i64) -> Result<Vec<Secret>> {
         vault::secrets(&self.read, vault_id, deleted, after, limit).await
+    }
+
+    async fn subscriptions(&self, tenant_id: Option<&str>) -> Result<Vec<clavis_core::events::Subscription>> {
+        self.subscriptions_of(tenant_id).await
+    }
+
+    async fn notices(&self) -> Result<Vec<(String, String)>> {
+        self.all_notices().await
+    }
+
+    async fn expiring_credentials(&self, until: OffsetDateTime) -> Result<Vec<clavis_core::events::ExpiringCredential>> {
+        self.credentials_ending(until).await
+    }
+
+    async fn expiring_secrets(&self, until: OffsetDateTime) -> Result<Vec<clavis_core::events::ExpiringSecret>> {
+        self.secrets_expiring(until).await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<i64> {
+        self.cursor_position(name).await
+    }
+
+    async fn enqueue_deliveries(&self, cursor: &str, position: i64, deliveries: &[clavis_core::events::Delivery]) -> Result<()> {
+        self.enqueue(cursor, position, deliveries).await
+    }
+
+    async fn due_deliveries(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<clavis_core::events::Delivery>> {
+        self.due(now, limit).await
+    }
+
+    async fn record_delivery(&self, delivery: &clavis_core::events::Delivery) -> Result<()> {
+        self.update_delivery(delivery).await
+    }
+
+    async fn deliveries(&self, after: i64) -> Result<Vec<clavis_core::events::Delivery>> {
+        self.deliveries_after(after).await
+    }
+
+    async fn event(&self, seq: i64) -> Result<Option<DomainEvent>> {
+        self.event_at(seq).await
     }
 
     async fn revocations(&self) -> Result<Vec<clavis_core::revocation::Revocation>> {

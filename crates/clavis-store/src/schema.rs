@@ -199,6 +199,7 @@ CREATE TABLE subscriptions (
     event_types TEXT NOT NULL,
     sealed_secret {BLOB} NOT NULL,
     data_key_id TEXT NOT NULL,
+    start_after BIGINT NOT NULL,
     created_at BIGINT NOT NULL
 );
 CREATE TABLE deliveries (
@@ -212,6 +213,10 @@ CREATE TABLE deliveries (
     PRIMARY KEY (event_seq, subscription_id)
 );
 CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+CREATE TABLE cursors (
+    name TEXT PRIMARY KEY,
+    position BIGINT NOT NULL
+);
 CREATE TABLE rotation_policies (
     application_id TEXT PRIMARY KEY,
     tenant_id TEXT NOT NULL,

@@ -260,7 +260,7 @@ pub(crate) async fn apply(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation
         Mutation::PurgeRevocations(now) => {
             sqlx::query("DELETE FROM revocations WHERE expires_at <= $1").bind(micros(*now)).execute(&mut **tx).await.map_err(backend_error)?;
         }
-        other => return Err(CoreError::Internal(format!("mutation {other:?} reached the vault tables"))),
+        other => crate::events::apply(tx, other).await?,
     }
     Ok(())
 }

@@ -560,3 +560,128 @@ mod tests {
         assert!(parse_env_mapping("kv1/db").is_err());
     }
 }
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Subscribe a URL to the tenant's events; prints the signing secret once.
+    Subscribe {
+        /// https:// URL (http:// only to localhost).
+        #[arg(long)]
+        url: String,
+        /// EventGrid or CloudEvents.
+        #[arg(long, default_value = "EventGrid")]
+        schema: String,
+        /// Event types to receive (repeatable; default all).
+        #[arg(long = "type")]
+        event_types: Vec<String>,
+    },
+    /// List subscriptions.
+    Subscriptions,
+    /// Remove a subscription.
+    Remove { id: String },
+    /// Send a test event to a subscription.
+    Test { id: String },
+    /// Recent events with their delivery state.
+    List {
+        /// Only events after this outbox position.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+}
+
+/// Runs `clavis events …`.
+pub async fn events(global: &Global, command: EventsCommand) -> Result<()> {
+    let mut client = Client::new(Identity::resolve(&global.connection)?)?;
+    match command {
+        EventsCommand::Subscribe { url, schema, event_types } => {
+            let result = client
+                .call(Method::POST, "/v1.0/clavis/subscriptions", Some(json!({"url": url, "schema": schema, "eventTypes": event_types})))
+                .await?;
+            match global.output {
+                Format::Json => output::json(&result),
+                Format::Table => {
+                    output::pairs(&[
+                        ("Subscription:", field(&result, "/id")),
+                        ("URL:", field(&result, "/url")),
+                        ("Schema:", field(&result, "/schema")),
+                        ("Signing secret:", field(&result, "/secret")),
+                    ]);
+                    eprintln!("\nDeliveries are signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature). Keep the secret: it is shown once.");
+                }
+            }
+        }
+        EventsCommand::Subscriptions => {
+            let list = client.call(Method::GET, "/v1.0/clavis/subscriptions", None).await?;
+            match global.output {
+                Format::Json => output::json(&list),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = list["value"]
+                        .as_array()
+                        .map(|v| {
+                            v.iter()
+                                .map(|s| {
+                                    vec![
+                                        field(s, "/id"),
+                                        field(s, "/url"),
+                                        field(s, "/schema"),
+                                        s["eventTypes"]
+                                            .as_array()
+                                            .map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                                            .filter(|t| !t.is_empty())
+                                            .unwrap_or_else(|| "all".into()),
+                                    ]
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    output::table(&["ID", "URL", "SCHEMA", "EVENT TYPES"], &rows);
+                }
+            }
+        }
+        EventsCommand::Remove { id } => {
+            client.call(Method::DELETE, &format!("/v1.0/clavis/subscriptions/{id}"), None).await?;
+            println!("Removed subscription {id}.");
+        }
+        EventsCommand::Test { id } => {
+            let result = client.call(Method::POST, &format!("/v1.0/clavis/subscriptions/{id}/test"), Some(json!({}))).await?;
+            println!("Queued test event {} for subscription {id}; see its delivery with `clavis events list`.", field(&result, "/eventId"));
+        }
+        EventsCommand::List { after } => {
+            let list = client.call(Method::GET, &format!("/v1.0/clavis/events?after={after}&limit=500"), None).await?;
+            match global.output {
+                Format::Json => output::json(&list),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = list["value"]
+                        .as_array()
+                        .map(|v| {
+                            v.iter()
+                                .map(|e| {
+                                    let deliveries = e["deliveries"].as_array().cloned().unwrap_or_default();
+                                    let state = if deliveries.is_empty() {
+                                        "no subscription".to_string()
+                                    } else {
+                                        deliveries
+                                            .iter()
+                                            .map(|d| {
+                                                format!(
+                                                    "{} ({} attempt{})",
+                                                    field(d, "/status"),
+                                                    field(d, "/attempts"),
+                                                    if d["attempts"] == 1 { "" } else { "s" }
+                                                )
+                                            })
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    };
+                                    vec![field(e, "/seq"), field(e, "/eventTime"), field(e, "/eventType"), field(e, "/subject"), state]
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    output::table(&["SEQ", "TIME", "TYPE", "SUBJECT", "DELIVERIES"], &rows);
+                }
+            }
+        }
+    }
+    Ok(())
+}

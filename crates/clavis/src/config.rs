@@ -77,6 +77,7 @@ struct RawJobs {
     refresh_interval_ms: u64,
     usage_flush_interval_ms: u64,
     key_rotation_interval_seconds: u64,
+    webhook_interval_ms: u64,
 }
 
 /// Flags of `clavis serve` that override other layers.
@@ -144,6 +145,7 @@ pub struct Config {
     pub refresh_interval: std::time::Duration,
     pub usage_flush_interval: std::time::Duration,
     pub key_rotation_interval: std::time::Duration,
+    pub webhook_interval: std::time::Duration,
 }
 
 fn merge(base: &mut toml::Table, overlay: toml::Table) {
@@ -325,6 +327,7 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
         refresh_interval: interval("refresh_interval_ms", raw.jobs.refresh_interval_ms)?,
         usage_flush_interval: interval("usage_flush_interval_ms", raw.jobs.usage_flush_interval_ms)?,
         key_rotation_interval: interval("key_rotation_interval_seconds", raw.jobs.key_rotation_interval_seconds.saturating_mul(1000))?,
+        webhook_interval: interval("webhook_interval_ms", raw.jobs.webhook_interval_ms)?,
     })
 }
 

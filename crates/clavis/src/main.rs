@@ -66,6 +66,13 @@ enum Command {
         #[command(subcommand)]
         command: cli_vault::RoleCommand,
     },
+    /// Events (expiry notices, credential and secret changes) and their webhook subscriptions.
+    Events {
+        #[command(flatten)]
+        global: cli::Global,
+        #[command(subcommand)]
+        command: cli_vault::EventsCommand,
+    },
     /// Run a command with vault secrets in its environment, written nowhere else.
     Run {
         #[command(flatten)]
@@ -120,6 +127,7 @@ fn main() -> ExitCode {
             Command::Vault { global, command } => cli_vault::vault(&global, command).await,
             Command::Secret { global, command } => cli_vault::secret(&global, command).await,
             Command::Role { global, command } => cli_vault::role(&global, command).await,
+            Command::Events { global, command } => cli_vault::events(&global, command).await,
             Command::Run { global, env, command } => cli_vault::run(&global, env, command).await,
         }
     });

@@ -185,6 +185,7 @@ pub async fn run(config: Config) -> Result<()> {
         refresh: config.refresh_interval,
         usage_flush: config.usage_flush_interval,
         key_rotation: config.key_rotation_interval,
+        webhooks: config.webhook_interval,
     };
     let jobs = jobs::spawn(core.clone(), intervals, stop_rx);
     print_banner(&config, &core, local, ca.as_deref(), bootstrap_file.as_deref(), started);

@@ -22,9 +22,11 @@ use crate::store::{AssignmentFilter, Batch, Mutation, Store, StoredSigningKey, U
 use crate::token::{self, AccessTokenClaims, ClientCredentialsRequest, EndpointVersion, IssuedToken, TokenError};
 use crate::vault::{Secret, Vault};
 
+mod event_ops;
 mod lifecycle_ops;
 mod vault_ops;
 
+pub use event_ops::{EventRecord, OutgoingDelivery};
 pub use vault_ops::{vault_app_id, PropertiesPatch, SecretValue, VaultPatch, VaultStateChange};
 
 /// Settings the core needs, validated by the binary's configuration.

@@ -3,6 +3,7 @@
 
 mod api;
 mod audit;
+mod events;
 mod keys;
 mod lifecycle;
 mod support;
