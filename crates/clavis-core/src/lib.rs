@@ -18,6 +18,7 @@ pub mod identity;
 pub mod keys;
 pub mod policy;
 pub mod revocation;
+pub mod rotation;
 pub mod store;
 pub mod token;
 pub mod vault;

@@ -17,6 +17,7 @@ use crate::events::{Delivery, ExpiringCredential, ExpiringSecret, Subscription};
 use crate::identity::{AppRoleAssignment, Application, Tenant};
 use crate::policy::VaultRoleAssignment;
 use crate::revocation::Revocation;
+use crate::rotation::{RotationRecord, RotationState};
 use crate::vault::{DeletedState, Secret, SecretVersion, Vault};
 
 /// A key wrapped under the master key (a data key or the client-secret HMAC key).
@@ -143,6 +144,12 @@ pub enum Mutation {
     DeleteSubscription { tenant_id: String, id: String },
     /// Records that a notice was sent for (object, threshold); a second one is a conflict.
     RecordNotice { object_key: String, threshold: String, at: OffsetDateTime },
+    /// Sets an application's rotation policy (its state is kept, or starts idle).
+    PutRotationPolicy(RotationRecord),
+    /// Removes an application's rotation policy (not found is an error).
+    DeleteRotationPolicy { tenant_id: String, application_id: String },
+    /// Moves a rotation to `next`, provided it is still in `expected` (a conflict otherwise).
+    UpdateRotationState { application_id: String, expected: RotationState, next: RotationState },
 }
 
 /// Mutations applied in one transaction together with their audit records and outbox events.
@@ -253,6 +260,8 @@ pub trait Store: Send + Sync + 'static {
     async fn deliveries(&self, after: i64) -> Result<Vec<Delivery>>;
     /// One outbox event.
     async fn event(&self, seq: i64) -> Result<Option<DomainEvent>>;
+    /// Every rotation policy with its state.
+    async fn rotations(&self) -> Result<Vec<RotationRecord>>;
     /// Every revocation.
     async fn revocations(&self) -> Result<Vec<Revocation>>;
     /// Whether any deleted secret is due for purge at `now`.

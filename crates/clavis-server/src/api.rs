@@ -39,6 +39,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1.0/applications/{id}/addPassword", post(add_password))
         .route("/v1.0/applications/{id}/removePassword", post(remove_password))
         .route("/v1.0/applications/{id}/revokePassword", post(revoke_password))
+        .route("/v1.0/applications/{id}/rotatePassword", post(rotate_password))
+        .route("/v1.0/applications/{id}/rotationPolicy", get(rotation_policy).put(set_rotation_policy).delete(delete_rotation_policy))
         .route("/v1.0/applications/{id}/appRoles", post(add_app_role))
         .route("/v1.0/servicePrincipals", get(list_service_principals))
         .route("/v1.0/servicePrincipals/{id}", get(service_principal))
@@ -491,6 +493,58 @@ async fn revoke_password(
     let reason = body.reason.unwrap_or_else(|| "compromised".into());
     state.core.revoke_password(&auth, &context, &id, &body.key_id, &reason, body.revoke_tokens.unwrap_or(true)).await?;
     Ok(no_content())
+}
+
+fn rotation_json(state: &AppState, record: &clavis_core::rotation::RotationRecord, application: Option<&Application>) -> Value {
+    json!({
+        "applicationId": record.application_id,
+        "policy": record.policy,
+        "state": record.state,
+        "nextStepDateTime": application.and_then(|a| state.core.next_rotation_step(record, a)).map(rfc3339),
+    })
+}
+
+async fn rotation_policy(State(state): State<AppState>, Caller(principal): Caller, Path(id): Path<String>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Read)?;
+    let record = state.core.rotation_policy(&auth, &id).await?;
+    let application = state.core.application(&auth, &id).await.ok();
+    Ok(ok(rotation_json(&state, &record, application.as_ref())))
+}
+
+async fn set_rotation_policy(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+    Body(policy): Body<clavis_core::rotation::RotationPolicy>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let record = state.core.set_rotation_policy(&auth, &context, &id, policy).await?;
+    let application = state.core.application(&auth, &id).await.ok();
+    Ok(ok(rotation_json(&state, &record, application.as_ref())))
+}
+
+async fn delete_rotation_policy(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    state.core.delete_rotation_policy(&auth, &context, &id).await?;
+    Ok(no_content())
+}
+
+/// Rotates an application's secret now, into its policy's vault secret.
+async fn rotate_password(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::WriteApplications)?;
+    let key_id = state.core.rotate_now(&auth, &context, &id).await?;
+    Ok(ok(json!({"newKeyId": key_id})))
 }
 
 // ----- service principals and app role assignments ----------------------------------------------------

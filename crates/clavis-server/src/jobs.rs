@@ -62,6 +62,11 @@ pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receive
                         Ok(created) => tracing::info!(created, "signing keys created by rotation"),
                         Err(error) => tracing::warn!(%error, "signing-key rotation failed"),
                     }
+                    match core.run_rotations().await {
+                        Ok(0) => {}
+                        Ok(steps) => tracing::info!(steps, "secret rotation steps taken"),
+                        Err(error) => tracing::warn!(%error, "secret rotation run failed"),
+                    }
                     match core.scan_notices().await {
                         Ok(0) => {}
                         Ok(sent) => tracing::info!(sent, "expiry notices written"),

@@ -57,6 +57,42 @@ pub(crate) async fn apply(tx: &mut Tx<'_>, mutation: &Mutation) -> Result<()> {
                 .await
                 .map_err(|e| conflict_or_backend(e, || format!("the notice {threshold} for {object_key} was already sent")))?;
         }
+        Mutation::PutRotationPolicy(record) => {
+            sqlx::query(
+                "INSERT INTO rotation_policies (application_id, tenant_id, policy, state) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (application_id) DO UPDATE SET policy = excluded.policy",
+            )
+            .bind(&record.application_id)
+            .bind(&record.tenant_id)
+            .bind(json!(record.policy).to_string())
+            .bind(json!(record.state).to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?;
+        }
+        Mutation::DeleteRotationPolicy { tenant_id, application_id } => {
+            let done = sqlx::query("DELETE FROM rotation_policies WHERE application_id = $1 AND tenant_id = $2")
+                .bind(application_id)
+                .bind(tenant_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend_error)?;
+            if done.rows_affected() == 0 {
+                return Err(CoreError::NotFound("The application has no rotation policy.".into()));
+            }
+        }
+        Mutation::UpdateRotationState { application_id, expected, next } => {
+            let done = sqlx::query("UPDATE rotation_policies SET state = $1 WHERE application_id = $2 AND state = $3")
+                .bind(json!(next).to_string())
+                .bind(application_id)
+                .bind(json!(expected).to_string())
+                .execute(&mut **tx)
+                .await
+                .map_err(backend_error)?;
+            if done.rows_affected() == 0 {
+                return Err(CoreError::Conflict("The rotation moved on concurrently; nothing was changed.".into()));
+            }
+        }
         other => return Err(CoreError::Internal(format!("mutation {other:?} reached the event tables"))),
     }
     Ok(())
@@ -232,5 +268,24 @@ impl SqlStore {
 
     pub(crate) async fn event_at(&self, seq: i64) -> Result<Option<DomainEvent>> {
         Ok(crate::read::events(self.read_pool(), seq - 1, 1).await?.into_iter().find(|(s, _)| *s == seq).map(|(_, e)| e))
+    }
+}
+
+impl SqlStore {
+    pub(crate) async fn rotation_records(&self) -> Result<Vec<clavis_core::rotation::RotationRecord>> {
+        let rows = sqlx::query("SELECT application_id, tenant_id, policy, state FROM rotation_policies ORDER BY application_id")
+            .fetch_all(self.read_pool())
+            .await
+            .map_err(backend_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(clavis_core::rotation::RotationRecord {
+                    application_id: text(row, "application_id")?,
+                    tenant_id: text(row, "tenant_id")?,
+                    policy: serde_json::from_str(&text(row, "policy")?).map_err(|e| CoreError::Store(format!("rotation policy: {e}")))?,
+                    state: serde_json::from_str(&text(row, "state")?).map_err(|e| CoreError::Store(format!("rotation state: {e}")))?,
+                })
+            })
+            .collect()
     }
 }

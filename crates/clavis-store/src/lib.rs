@@ -347,6 +347,10 @@ impl Store for SqlStore {
         self.event_at(seq).await
     }
 
+    async fn rotations(&self) -> Result<Vec<clavis_core::rotation::RotationRecord>> {
+        self.rotation_records().await
+    }
+
     async fn revocations(&self) -> Result<Vec<clavis_core::revocation::Revocation>> {
         vault::revocations(&self.read).await
     }

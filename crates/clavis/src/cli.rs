@@ -45,6 +45,39 @@ pub enum AppCommand {
     /// App roles: define them on a resource application and grant them to client applications.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// Automatic rotation of an application's secret into a vault secret.
+    #[command(subcommand)]
+    Rotation(RotationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RotationCommand {
+    /// Set the rotation policy: when to rotate, the overlap, new secrets' lifetime, and the vault secret that receives them.
+    Set {
+        app: String,
+        /// The vault that receives each new secret.
+        #[arg(long)]
+        vault: String,
+        /// The vault secret that receives it (a new version per rotation).
+        #[arg(long)]
+        secret: String,
+        /// Rotate when the newest secret expires within this many days.
+        #[arg(long, conflicts_with = "every_days")]
+        before_expiry_days: Option<i64>,
+        /// Or rotate every this many days.
+        #[arg(long)]
+        every_days: Option<i64>,
+        /// Days the previous secret keeps working after a rotation.
+        #[arg(long, default_value_t = 7)]
+        overlap_days: i64,
+        /// Lifetime of each new secret, in days.
+        #[arg(long, default_value_t = 90)]
+        lifetime_days: i64,
+    },
+    /// Show the policy, the state and the next step.
+    Show { app: String },
+    /// Remove the policy (secrets stay as they are).
+    Remove { app: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +100,8 @@ pub enum SecretCommand {
     },
     /// List an application's client secrets (never their values).
     List { app: String },
+    /// Rotate now into the rotation policy's vault secret; the previous secret keeps working for the overlap.
+    Rotate { app: String },
     /// Revoke a leaked secret: removed at once, and every token it obtained is refused from now on.
     Revoke {
         app: String,
@@ -285,6 +320,7 @@ pub async fn app(global: &Global, command: AppCommand) -> Result<()> {
         }
         AppCommand::Secret(command) => secret(global, &mut client, command).await?,
         AppCommand::Role(command) => role(global, &mut client, command).await?,
+        AppCommand::Rotation(command) => rotation(global, &mut client, command).await?,
     }
     Ok(())
 }
@@ -347,14 +383,32 @@ async fn secret(global: &Global, client: &mut Client, command: SecretCommand) ->
                                         field(c, "/startDateTime"),
                                         field(c, "/endDateTime"),
                                         field(c, "/lastUsed/lastUsedDateTime"),
+                                        field(c, "/lastUsed/lastUsedIp"),
                                         field(c, "/lastUsed/useCount"),
+                                        field(c, "/unusedForDays"),
                                     ]
                                 })
                                 .collect()
                         })
                         .unwrap_or_default();
-                    output::table(&["KEY ID", "HINT", "DESCRIPTION", "STATE", "START", "END", "LAST USED", "USES"], &rows);
+                    output::table(
+                        &["KEY ID", "HINT", "DESCRIPTION", "STATE", "START", "END", "LAST USED", "FROM", "USES", "UNUSED DAYS"],
+                        &rows,
+                    );
                 }
+            }
+        }
+        SecretCommand::Rotate { app } => {
+            let app = resolve_app(client, &app).await?;
+            let result =
+                client.call(Method::POST, &format!("/v1.0/applications/{}/rotatePassword", app_id(&app)?), Some(json!({}))).await?;
+            match global.output {
+                Format::Json => output::json(&result),
+                Format::Table => println!(
+                    "Rotated {}: new secret {} published to the policy's vault secret; the previous secret works until the overlap ends.",
+                    field(&app, "/displayName"),
+                    field(&result, "/newKeyId")
+                ),
             }
         }
         SecretCommand::Revoke { app, key_id, reason, keep_tokens } => {
@@ -470,6 +524,48 @@ async fn role(global: &Global, client: &mut Client, command: RoleCommand) -> Res
                 )
                 .await?;
             println!("Removed assignment {assignment}.");
+        }
+    }
+    Ok(())
+}
+
+async fn rotation(global: &Global, client: &mut Client, command: RotationCommand) -> Result<()> {
+    let (app, answer) = match command {
+        RotationCommand::Set { app, vault, secret, before_expiry_days, every_days, overlap_days, lifetime_days } => {
+            let app = resolve_app(client, &app).await?;
+            let before = if before_expiry_days.is_none() && every_days.is_none() { Some(30) } else { before_expiry_days };
+            let body = json!({"rotateBeforeExpiryDays": before, "rotateEveryDays": every_days, "overlapDays": overlap_days, "secretLifetimeDays": lifetime_days, "vault": vault, "secretName": secret});
+            let answer = client.call(Method::PUT, &format!("/v1.0/applications/{}/rotationPolicy", app_id(&app)?), Some(body)).await?;
+            (app, answer)
+        }
+        RotationCommand::Show { app } => {
+            let app = resolve_app(client, &app).await?;
+            let answer = client.call(Method::GET, &format!("/v1.0/applications/{}/rotationPolicy", app_id(&app)?), None).await?;
+            (app, answer)
+        }
+        RotationCommand::Remove { app } => {
+            let app = resolve_app(client, &app).await?;
+            client.call(Method::DELETE, &format!("/v1.0/applications/{}/rotationPolicy", app_id(&app)?), None).await?;
+            println!("Removed the rotation policy of {}.", field(&app, "/displayName"));
+            return Ok(());
+        }
+    };
+    match global.output {
+        Format::Json => output::json(&answer),
+        Format::Table => {
+            let trigger = match answer.pointer("/policy/rotateBeforeExpiryDays").and_then(Value::as_i64) {
+                Some(days) => format!("{days} days before the newest secret expires"),
+                None => format!("every {} days", field(&answer, "/policy/rotateEveryDays")),
+            };
+            output::pairs(&[
+                ("Application:", field(&app, "/displayName")),
+                ("Rotates:", trigger),
+                ("Overlap:", format!("{} days", field(&answer, "/policy/overlapDays"))),
+                ("New secrets live:", format!("{} days", field(&answer, "/policy/secretLifetimeDays"))),
+                ("Published to:", format!("{}/{}", field(&answer, "/policy/vault"), field(&answer, "/policy/secretName"))),
+                ("State:", field(&answer, "/state/state")),
+                ("Next step:", field(&answer, "/nextStepDateTime")),
+            ]);
         }
     }
     Ok(())

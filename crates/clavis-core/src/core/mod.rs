@@ -24,6 +24,7 @@ use crate::vault::{Secret, Vault};
 
 mod event_ops;
 mod lifecycle_ops;
+mod rotation_ops;
 mod vault_ops;
 
 pub use event_ops::{EventRecord, OutgoingDelivery};
