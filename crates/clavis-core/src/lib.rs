@@ -19,6 +19,7 @@ pub mod keys;
 pub mod policy;
 pub mod revocation;
 pub mod rotation;
+pub mod signin;
 pub mod store;
 pub mod token;
 pub mod vault;

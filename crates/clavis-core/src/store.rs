@@ -18,6 +18,7 @@ use crate::identity::{AppRoleAssignment, Application, Tenant};
 use crate::policy::VaultRoleAssignment;
 use crate::revocation::Revocation;
 use crate::rotation::{RotationRecord, RotationState};
+use crate::signin::{RequestFailure, SignIn, SignInFilter};
 use crate::vault::{DeletedState, Secret, SecretVersion, Vault};
 
 /// A key wrapped under the master key (a data key or the client-secret HMAC key).
@@ -260,6 +261,14 @@ pub trait Store: Send + Sync + 'static {
     async fn deliveries(&self, after: i64) -> Result<Vec<Delivery>>;
     /// One outbox event.
     async fn event(&self, seq: i64) -> Result<Option<DomainEvent>>;
+    /// Appends buffered sign-in and request-failure records (not audited: they are logs).
+    async fn append_logs(&self, signins: &[SignIn], failures: &[RequestFailure]) -> Result<()>;
+    /// Sign-ins matching a filter, newest first.
+    async fn signins(&self, filter: &SignInFilter) -> Result<Vec<SignIn>>;
+    /// The sign-in and request-failure records of a correlation id.
+    async fn by_correlation(&self, correlation_id: &str) -> Result<(Vec<SignIn>, Vec<RequestFailure>)>;
+    /// Drops sign-in and request-failure records older than `before`; returns how many.
+    async fn purge_logs(&self, before: OffsetDateTime) -> Result<u64>;
     /// Every rotation policy with its state.
     async fn rotations(&self) -> Result<Vec<RotationRecord>>;
     /// Every revocation.

@@ -15,6 +15,9 @@ pub enum TokenError {
     /// A parameter was given more than once, or is not valid UTF-8 form data.
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// The body is larger than the limit (bytes).
+    #[error("body too large")]
+    BodyTooLarge(usize),
     /// `grant_type` is not `client_credentials`.
     #[error("unsupported grant type")]
     UnsupportedGrantType(String),
@@ -51,6 +54,31 @@ pub enum TokenError {
     /// No application in the tenant answers to this resource identifier.
     #[error("resource not found")]
     UnknownResource { resource: String, tenant: String },
+}
+
+impl TokenError {
+    /// What went wrong, in the detail an administrator needs and the caller never gets.
+    pub fn diagnosis(&self) -> String {
+        use time::format_description::well_known::Rfc3339;
+        let at = |t: &OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+        match self {
+            Self::MissingParameter(name) => format!("The request lacked the required parameter '{name}'."),
+            Self::Malformed(why) => format!("The request was malformed: {why}"),
+            Self::BodyTooLarge(limit) => format!("The request body was larger than {limit} bytes."),
+            Self::UnsupportedGrantType(grant) => format!("The grant type '{grant}' is not client_credentials."),
+            Self::TenantIndependentEndpoint => "The client used /common, /organizations or /consumers; client credentials need the tenant's id or domain in the URL.".into(),
+            Self::TenantNotFound(tenant) => format!("No tenant has the id or domain '{tenant}': the client is configured with the wrong tenant."),
+            Self::UnknownClient { client_id, tenant } => format!("No application has the client id '{client_id}' in tenant '{tenant}': the application was deleted, never registered, or belongs to another tenant."),
+            Self::MissingCredential => "The client sent neither a secret nor an assertion.".into(),
+            Self::InvalidSecret { app_id } => format!("The secret sent matches none of the secrets of application '{app_id}': it is mistyped, was removed or revoked, or belongs to another application (or it is the secret's keyId rather than its value)."),
+            Self::ExpiredSecret { app_id, key_id, expired_at } => format!("The secret sent is secret {key_id} of application '{app_id}', which expired at {}. Add a new secret and update the client.", at(expired_at)),
+            Self::SecretNotYetValid { app_id, key_id, valid_from } => format!("The secret sent is secret {key_id} of application '{app_id}', valid only from {}.", at(valid_from)),
+            Self::AssertionNotSupported { app_id } => format!("Application '{app_id}' sent a client assertion; Clavis holds no certificate credentials for it."),
+            Self::ScopeWithoutDefault(scope) => format!("The scope '{scope}' does not end with /.default, which client credentials require."),
+            Self::MultipleResources(scope) => format!("The scope '{scope}' names several resources; ask for one per token."),
+            Self::UnknownResource { resource, tenant } => format!("No application in tenant '{tenant}' answers to the resource '{resource}': check the resource's identifier URIs."),
+        }
+    }
 }
 
 /// Which token endpoint was called.

@@ -59,6 +59,9 @@ pub fn routes() -> Router<AppState> {
         .route("/v1.0/clavis/subscriptions/{id}", delete(delete_subscription))
         .route("/v1.0/clavis/subscriptions/{id}/test", post(test_subscription))
         .route("/v1.0/clavis/events", get(list_events))
+        .route("/v1.0/clavis/signIns", get(list_signins))
+        .route("/v1.0/clavis/diagnose/{correlation}", get(diagnose))
+        .route("/v1.0/clavis/checkSecret", post(check_secret))
         .route("/v1.0/clavis/auditRecords", get(audit_records))
 }
 
@@ -970,4 +973,52 @@ async fn list_events(State(state): State<AppState>, Caller(principal): Caller, P
         })
         .collect();
     Ok(list("events", values))
+}
+
+// ----- troubleshooting -------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignInQuery {
+    since: Option<String>,
+    until: Option<String>,
+    client_id: Option<String>,
+    result: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_signins(State(state): State<AppState>, Caller(principal): Caller, Params(query): Params<SignInQuery>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    if let Some(result) = query.result.as_deref() {
+        if result != "success" && result != "failure" {
+            return Err(ApiError::bad_request("result must be success or failure.".into()));
+        }
+    }
+    let filter = clavis_core::signin::SignInFilter {
+        since: query.since.as_deref().map(|t| parse_time("since", t)).transpose()?,
+        until: query.until.as_deref().map(|t| parse_time("until", t)).transpose()?,
+        client_id: query.client_id,
+        result: query.result,
+        limit: query.limit.unwrap_or(100),
+    };
+    let signins = state.core.signins(&auth, &filter).await?;
+    Ok(list("signIns", signins.iter().map(|s| json!(s)).collect()))
+}
+
+async fn diagnose(State(state): State<AppState>, Caller(principal): Caller, Path(correlation): Path<String>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    Ok(ok(state.core.diagnose(&auth, &correlation).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CheckSecret {
+    client_id: String,
+    secret: String,
+}
+
+/// Tells whether a secret is valid for an application, without using it.
+async fn check_secret(State(state): State<AppState>, Caller(principal): Caller, Body(body): Body<CheckSecret>) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    Ok(ok(state.core.check_secret(&auth, &body.client_id, &body.secret).await?))
 }

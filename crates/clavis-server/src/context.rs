@@ -23,6 +23,8 @@ pub struct Correlation {
     pub correlation_id: String,
     /// Echoed as `x-ms-request-id`.
     pub trace_id: String,
+    /// The instance's public URL, for links in error bodies.
+    pub public_url: std::sync::Arc<str>,
 }
 
 /// A new request or trace id in GUID form: a random 128-bit base drawn once per process, plus
@@ -49,7 +51,7 @@ fn acceptable_id(value: &str) -> bool {
 /// Middleware around every request: assigns ids, adds security headers, logs the outcome
 /// (method, route template, status, latency, ids; never bodies, query strings or headers that
 /// may hold credentials).
-pub async fn edge(mut request: Request, next: Next) -> Response {
+pub async fn edge(axum::extract::State(state): axum::extract::State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let supplied = ["client-request-id", "x-ms-client-request-id"]
         .iter()
@@ -61,9 +63,11 @@ pub async fn edge(mut request: Request, next: Next) -> Response {
                 query.split('&').filter_map(|pair| pair.strip_prefix("client-request-id=")).find(|v| acceptable_id(v)).map(str::to_string)
             })
         });
-    let correlation = Correlation { correlation_id: supplied.unwrap_or_else(next_id), trace_id: next_id() };
+    let correlation =
+        Correlation { correlation_id: supplied.unwrap_or_else(next_id), trace_id: next_id(), public_url: state.public_url.clone() };
     request.extensions_mut().insert(correlation.clone());
     let method = request.method().clone();
+    let client_ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "(unmatched)".into());
     let mut response = next.run(request).await;
     if let Some(deferred) = response.extensions_mut().remove::<crate::error::DeferredBody>() {
@@ -88,6 +92,21 @@ pub async fn edge(mut request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let latency_us = started.elapsed().as_micros() as u64;
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0.as_str()).unwrap_or("");
+    // Token requests have their own, richer record (the sign-in log); every other refused or
+    // failed request is kept for `clavis diagnose`.
+    if status >= 400 && !route.contains("/oauth2/") {
+        state.core.record_failure(clavis_core::signin::RequestFailure {
+            id: String::new(),
+            at: state.core.now(),
+            method: method.to_string(),
+            route: route.clone(),
+            status: i64::from(status),
+            error_code: code.to_string(),
+            message: response.extensions().get::<ErrorMessage>().map(|m| m.0.clone()).unwrap_or_default(),
+            client_ip,
+            correlation_id: correlation.correlation_id.clone(),
+        });
+    }
     if status >= 500 {
         tracing::error!(target: "clavis::access", %method, route, status, latency_us, error_code = code, correlation_id = %correlation.correlation_id, trace_id = %correlation.trace_id, "request failed");
     } else if status >= 400 {
@@ -101,6 +120,10 @@ pub async fn edge(mut request: Request, next: Next) -> Response {
 /// The error code of a refused request, attached to the response for the access log.
 #[derive(Clone, Debug)]
 pub struct ErrorCode(pub String);
+
+/// The error message of a refused request, attached to the response for the failure log.
+#[derive(Clone, Debug)]
+pub struct ErrorMessage(pub String);
 
 /// The caller's IP address (from the TCP connection).
 pub fn client_ip(parts: &Parts) -> String {

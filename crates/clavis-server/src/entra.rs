@@ -13,12 +13,13 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use clavis_core::signin::SignIn;
 use clavis_core::token::{ClientCredentialsRequest, EndpointVersion, IssuedToken, TokenError};
 use clavis_core::CoreError;
 
@@ -159,6 +160,7 @@ fn tenant_not_found_text(tenant: &str) -> String {
 /// An Entra-shaped error (contract §7.1), completed at the edge with the request's ids.
 fn entra_error(status: StatusCode, error: &'static str, code: u32, text: String) -> Response {
     let render = move |correlation: &Correlation| {
+        let error_uri = format!("{}/error?code={code}", correlation.public_url);
         let timestamp = timestamp_entra(OffsetDateTime::now_utc());
         json!({
             "error": error,
@@ -167,6 +169,7 @@ fn entra_error(status: StatusCode, error: &'static str, code: u32, text: String)
             "timestamp": timestamp,
             "trace_id": correlation.trace_id,
             "correlation_id": correlation.correlation_id,
+            "error_uri": error_uri,
         })
         .to_string()
     };
@@ -186,10 +189,17 @@ fn entra_error(status: StatusCode, error: &'static str, code: u32, text: String)
 /// The AADSTS mapping of every token failure (contract §7.2). Exhaustive: a new failure cannot
 /// ship without a decided status and code.
 pub fn token_error_response(error: &TokenError) -> Response {
+    let (status, error_name, code, text) = describe(error);
+    entra_error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), error_name, code, text)
+}
+
+/// The status, `error`, AADSTS code and text of a token failure.
+pub fn describe(error: &TokenError) -> (u16, &'static str, u32, String) {
     use TokenError as E;
-    let (status, error_name, code, text) = match error {
+    match error {
         E::MissingParameter(name) => (400, "invalid_request", 900144, format!("The request body must contain the following parameter: '{name}'.")),
         E::Malformed(why) => (400, "invalid_request", 90023, format!("The request is not valid: {why}")),
+        E::BodyTooLarge(limit) => (413, "invalid_request", 90023, format!("The request is not valid: the body is larger than {limit} bytes.")),
         E::UnsupportedGrantType(grant) => (
             400,
             "unsupported_grant_type",
@@ -266,8 +276,7 @@ pub fn token_error_response(error: &TokenError) -> Response {
                 clavis_core::identity::truncate(tenant, 100)
             ),
         ),
-    };
-    entra_error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), error_name, code, text)
+    }
 }
 
 fn core_error_response(error: CoreError) -> Response {
@@ -362,50 +371,49 @@ async fn token_v2(
     state: State<AppState>,
     tenant: Path<String>,
     ClientIp(client_ip): ClientIp,
+    Extension(correlation): Extension<Correlation>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    token(state, tenant, client_ip, headers, body, EndpointVersion::V2).await
+    token(state, tenant, client_ip, headers, body, EndpointVersion::V2, correlation).await
 }
 
 async fn token_v1(
     state: State<AppState>,
     tenant: Path<String>,
     ClientIp(client_ip): ClientIp,
+    Extension(correlation): Extension<Correlation>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    token(state, tenant, client_ip, headers, body, EndpointVersion::V1).await
+    token(state, tenant, client_ip, headers, body, EndpointVersion::V1, correlation).await
 }
 
 /// Reads a form body with client authentication (body or HTTP Basic), refusing what the
 /// token endpoint refuses: oversized bodies, other content types, malformed or repeated fields.
-fn read_form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<TokenForm, Box<Response>> {
-    let refuse = |error: TokenError| Box::new(token_error_response(&error));
+fn read_form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<TokenForm, TokenError> {
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            let mut response = refuse(TokenError::Malformed(format!("the body is larger than {} bytes.", crate::MAX_BODY_BYTES)));
-            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            return Err(response);
+            return Err(TokenError::BodyTooLarge(crate::MAX_BODY_BYTES))
         }
-        Err(_) => return Err(refuse(TokenError::Malformed("the body could not be read.".into()))),
+        Err(_) => return Err(TokenError::Malformed("the body could not be read.".into())),
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         let shown = clavis_core::identity::truncate(media_type, 60);
-        return Err(refuse(TokenError::Malformed(format!("the body must be sent as application/x-www-form-urlencoded, not '{shown}'."))));
+        return Err(TokenError::Malformed(format!("the body must be sent as application/x-www-form-urlencoded, not '{shown}'.")));
     }
-    let mut form = parse_form(&body).map_err(refuse)?;
-    if let Some((id, secret)) = basic_credentials(headers).map_err(refuse)? {
+    let mut form = parse_form(&body)?;
+    if let Some((id, secret)) = basic_credentials(headers)? {
         if form.client_secret.is_some() {
-            return Err(refuse(TokenError::Malformed(
+            return Err(TokenError::Malformed(
                 "the client authenticated both with HTTP Basic and with client_secret in the body; use one.".into(),
-            )));
+            ));
         }
         if form.client_id.as_deref().is_some_and(|body_id| body_id != id) {
-            return Err(refuse(TokenError::Malformed("client_id in the body differs from the one in the Authorization header.".into())));
+            return Err(TokenError::Malformed("client_id in the body differs from the one in the Authorization header.".into()));
         }
         form.client_id = Some(id);
         form.client_secret = Some(secret);
@@ -413,6 +421,7 @@ fn read_form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
     Ok(form)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn token(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -420,35 +429,91 @@ async fn token(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     endpoint: EndpointVersion,
+    correlation: Correlation,
 ) -> Response {
-    let form = match read_form(&headers, body) {
-        Ok(form) => form,
-        Err(response) => return *response,
+    let mut record = SignIn {
+        id: String::new(),
+        at: state.core.now(),
+        tenant: tenant.clone(),
+        client_id: String::new(),
+        key_id: String::new(),
+        resource: String::new(),
+        result: "failure".into(),
+        error_code: String::new(),
+        diagnosis: String::new(),
+        client_ip: client_ip.clone(),
+        correlation_id: correlation.correlation_id.clone(),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
     };
+    let outcome = issue(&state, &tenant, &client_ip, &headers, body, endpoint, &mut record).await;
+    let response = match &outcome {
+        Ok(issued) => {
+            record.result = "success".into();
+            record.key_id = issued.key_id.clone();
+            record.tenant = issued.tenant_id.clone();
+            token_response(issued, endpoint)
+        }
+        Err(CoreError::Token(error)) => {
+            record.error_code = format!("AADSTS{}", describe(error).2);
+            record.diagnosis = error.diagnosis();
+            token_error_response(error)
+        }
+        Err(other) => {
+            record.error_code = "AADSTS50000".into();
+            record.diagnosis =
+                "Clavis could not issue the token: the store or key material failed (see the server log for this correlation id).".into();
+            core_error_response(clone_core_error(other))
+        }
+    };
+    state.core.record_signin(record);
+    response
+}
+
+/// Parses and runs one token request, filling the sign-in record as it learns who asked for what.
+async fn issue(
+    state: &AppState,
+    tenant: &str,
+    client_ip: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    endpoint: EndpointVersion,
+    record: &mut SignIn,
+) -> Result<IssuedToken, CoreError> {
+    let form = read_form(headers, body)?;
+    record.client_id = form.client_id.clone().unwrap_or_default();
+    record.resource = form.scope.clone().or(form.resource.clone()).unwrap_or_default();
     match form.grant_type.as_deref() {
-        None | Some("") => return token_error_response(&TokenError::MissingParameter("grant_type")),
+        None | Some("") => return Err(TokenError::MissingParameter("grant_type").into()),
         Some("client_credentials") => {}
-        Some(other) => return token_error_response(&TokenError::UnsupportedGrantType(other.to_string())),
+        Some(other) => return Err(TokenError::UnsupportedGrantType(other.to_string()).into()),
     }
     let Some(client_id) = form.client_id.as_deref().filter(|c| !c.is_empty()) else {
-        return token_error_response(&TokenError::MissingParameter("client_id"));
+        return Err(TokenError::MissingParameter("client_id").into());
     };
     if endpoint == EndpointVersion::V2 && form.scope.as_deref().is_none_or(|s| s.trim().is_empty()) {
-        return token_error_response(&TokenError::MissingParameter("scope"));
+        return Err(TokenError::MissingParameter("scope").into());
     }
     let request = ClientCredentialsRequest {
-        tenant: &tenant,
+        tenant,
         endpoint,
         client_id,
         client_secret: form.client_secret.as_deref().filter(|s| !s.is_empty()),
         has_assertion: form.client_assertion.as_deref().is_some_and(|a| !a.is_empty()),
         scope: form.scope.as_deref(),
         resource: form.resource.as_deref(),
-        client_ip: &client_ip,
+        client_ip,
     };
-    match state.core.issue_token(&request).await {
-        Ok(issued) => token_response(&issued, endpoint),
-        Err(error) => core_error_response(error),
+    state.core.issue_token(&request).await
+}
+
+/// Core errors are not `Clone`; the token path maps a failure after recording it.
+fn clone_core_error(error: &CoreError) -> CoreError {
+    match error {
+        CoreError::Store(detail) => CoreError::Store(detail.clone()),
+        CoreError::Throttled { retry_after_seconds, message } => {
+            CoreError::Throttled { retry_after_seconds: *retry_after_seconds, message: message.clone() }
+        }
+        other => CoreError::Internal(other.to_string()),
     }
 }
 
@@ -490,7 +555,7 @@ async fn introspect(
 ) -> Response {
     let form = match read_form(&headers, body) {
         Ok(form) => form,
-        Err(response) => return *response,
+        Err(error) => return token_error_response(&error),
     };
     let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
         return token_error_response(&TokenError::MissingParameter("token"));
@@ -516,7 +581,7 @@ async fn revoke(
 ) -> Response {
     let form = match read_form(&headers, body) {
         Ok(form) => form,
-        Err(response) => return *response,
+        Err(error) => return token_error_response(&error),
     };
     let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
         return token_error_response(&TokenError::MissingParameter("token"));

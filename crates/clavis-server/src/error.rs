@@ -91,6 +91,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = self.code;
         let message = self.message;
+        let message_for_log = message.clone();
         let render = move |correlation: &Correlation| {
             json!({"error": {
                 "code": code,
@@ -115,6 +116,7 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response.extensions_mut().insert(ErrorCode(code.to_string()));
+        response.extensions_mut().insert(crate::context::ErrorMessage(message_for_log));
         response.extensions_mut().insert(DeferredBody(Arc::new(render)));
         response
     }

@@ -20,6 +20,8 @@ pub struct Intervals {
     pub key_rotation: Duration,
     /// Webhook dispatch (fan-out of new events and delivery of due ones).
     pub webhooks: Duration,
+    /// How long sign-in and request-failure records are kept.
+    pub log_retention: time::Duration,
 }
 
 impl Default for Intervals {
@@ -29,6 +31,7 @@ impl Default for Intervals {
             usage_flush: Duration::from_secs(1),
             key_rotation: Duration::from_secs(60),
             webhooks: Duration::from_secs(1),
+            log_retention: time::Duration::days(30),
         }
     }
 }
@@ -55,6 +58,9 @@ pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receive
                     if let Err(error) = core.flush_usage().await {
                         tracing::warn!(%error, "usage flush failed; kept for the next attempt");
                     }
+                    if let Err(error) = core.flush_logs().await {
+                        tracing::warn!(%error, "sign-in log flush failed; kept for the next attempt");
+                    }
                 }
                 _ = rotate.tick() => {
                     match core.rotate_signing_keys().await {
@@ -71,6 +77,9 @@ pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receive
                         Ok(0) => {}
                         Ok(sent) => tracing::info!(sent, "expiry notices written"),
                         Err(error) => tracing::warn!(%error, "expiry notice scan failed"),
+                    }
+                    if let Err(error) = core.purge_logs(intervals.log_retention).await {
+                        tracing::warn!(%error, "purge of old sign-in records failed");
                     }
                     if let Err(error) = core.purge_revocations().await {
                         tracing::warn!(%error, "purge of expired revocations failed");
@@ -93,6 +102,9 @@ pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receive
         }
         if let Err(error) = core.flush_usage().await {
             tracing::warn!(%error, "final usage flush failed");
+        }
+        if let Err(error) = core.flush_logs().await {
+            tracing::warn!(%error, "final sign-in log flush failed");
         }
     })
 }

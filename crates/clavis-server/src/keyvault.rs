@@ -77,6 +77,7 @@ pub fn vault_error(status: StatusCode, code: &str, message: &str, inner: Option<
     let mut response = (status, json!({"error": error}).to_string()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     response.extensions_mut().insert(ErrorCode(inner.unwrap_or(code).to_string()));
+    response.extensions_mut().insert(crate::context::ErrorMessage(message.to_string()));
     response
 }
 

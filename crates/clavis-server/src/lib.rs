@@ -11,6 +11,7 @@ pub mod api;
 pub mod context;
 pub mod entra;
 pub mod error;
+mod error_pages;
 mod form;
 pub mod jobs;
 pub mod keyvault;
@@ -36,6 +37,16 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Where the master key lives when Clavis manages it as a file (for `keys rotate-master`).
     pub master_key_file: Option<PathBuf>,
+    /// The public URL (from the core's settings), shared cheaply with every request.
+    pub public_url: std::sync::Arc<str>,
+}
+
+impl AppState {
+    /// The state of a server over `core`.
+    pub fn new(core: Arc<Core>, ready: Arc<AtomicBool>, master_key_file: Option<PathBuf>) -> Self {
+        let public_url = core.settings().public_url.clone().into();
+        Self { core, ready, master_key_file, public_url }
+    }
 }
 
 /// Limits on request bodies: token requests are small forms; management bodies small JSON.
@@ -47,13 +58,15 @@ pub fn router(state: AppState) -> Router {
     let main = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/error", get(error_pages::error_page))
         .merge(api::routes())
         .merge(entra::routes())
         .fallback(api::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(context::edge))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), context::edge))
         .with_state(state.clone());
-    let vault = keyvault::routes(state.clone()).layer(axum::middleware::from_fn(context::edge)).with_state(state.clone());
+    let vault =
+        keyvault::routes(state.clone()).layer(axum::middleware::from_fn_with_state(state.clone(), context::edge)).with_state(state.clone());
     let resource_host = state.core.settings().vault_resource.trim_start_matches("https://").to_ascii_lowercase();
     let resource_host = resource_host.rsplit_once(':').map_or(resource_host.as_str(), |(host, _)| host).to_string();
     let suffix = format!(".{resource_host}");

@@ -11,6 +11,7 @@
 
 mod apply;
 mod events;
+mod logs;
 mod read;
 mod schema;
 mod vault;
@@ -345,6 +346,25 @@ impl Store for SqlStore {
 
     async fn event(&self, seq: i64) -> Result<Option<DomainEvent>> {
         self.event_at(seq).await
+    }
+
+    async fn append_logs(&self, signins: &[clavis_core::signin::SignIn], failures: &[clavis_core::signin::RequestFailure]) -> Result<()> {
+        self.append(signins, failures).await
+    }
+
+    async fn signins(&self, filter: &clavis_core::signin::SignInFilter) -> Result<Vec<clavis_core::signin::SignIn>> {
+        self.query_signins(filter).await
+    }
+
+    async fn by_correlation(
+        &self,
+        correlation_id: &str,
+    ) -> Result<(Vec<clavis_core::signin::SignIn>, Vec<clavis_core::signin::RequestFailure>)> {
+        self.correlation(correlation_id).await
+    }
+
+    async fn purge_logs(&self, before: OffsetDateTime) -> Result<u64> {
+        self.purge_old_logs(before).await
     }
 
     async fn rotations(&self) -> Result<Vec<clavis_core::rotation::RotationRecord>> {

@@ -15,6 +15,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, description: "initial schema", template: V1 },
     Migration { version: 2, description: "vaults", template: V2 },
     Migration { version: 3, description: "revocations, notices, webhooks, rotation", template: V3 },
+    Migration { version: 4, description: "sign-in log, request failures, audit checkpoints", template: V4 },
 ];
 
 const V1: &str = r#"
@@ -222,6 +223,44 @@ CREATE TABLE rotation_policies (
     tenant_id TEXT NOT NULL,
     policy TEXT NOT NULL,
     state TEXT NOT NULL
+)
+"#;
+
+const V4: &str = r#"
+CREATE TABLE signins (
+    id TEXT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    tenant TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    result TEXT NOT NULL,
+    error_code TEXT NOT NULL,
+    diagnosis TEXT NOT NULL,
+    client_ip TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    user_agent TEXT NOT NULL
+);
+CREATE INDEX signins_at ON signins (at);
+CREATE INDEX signins_correlation ON signins (correlation_id);
+CREATE TABLE request_failures (
+    id TEXT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    method TEXT NOT NULL,
+    route TEXT NOT NULL,
+    status BIGINT NOT NULL,
+    error_code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    client_ip TEXT NOT NULL,
+    correlation_id TEXT NOT NULL
+);
+CREATE INDEX request_failures_correlation ON request_failures (correlation_id);
+CREATE TABLE audit_checkpoints (
+    seq BIGINT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    kid TEXT NOT NULL,
+    signature TEXT NOT NULL
 )
 "#;
 

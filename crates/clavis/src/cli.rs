@@ -100,6 +100,12 @@ pub enum SecretCommand {
     },
     /// List an application's client secrets (never their values).
     List { app: String },
+    /// Tell whether a secret (read from standard input) is valid for an application, without using it.
+    Check {
+        /// The application's client id.
+        #[arg(long)]
+        client_id: String,
+    },
     /// Rotate now into the rotation policy's vault secret; the previous secret keeps working for the overlap.
     Rotate { app: String },
     /// Revoke a leaked secret: removed at once, and every token it obtained is refused from now on.
@@ -398,6 +404,36 @@ async fn secret(global: &Global, client: &mut Client, command: SecretCommand) ->
                 }
             }
         }
+        SecretCommand::Check { client_id } => {
+            let mut secret = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut secret).context("cannot read the secret from standard input")?;
+            let answer = client
+                .call(Method::POST, "/v1.0/clavis/checkSecret", Some(json!({"clientId": client_id, "secret": secret.trim()})))
+                .await?;
+            match global.output {
+                Format::Json => output::json(&answer),
+                Format::Table => {
+                    let valid = answer["valid"].as_bool().unwrap_or(false);
+                    println!(
+                        "{}",
+                        if valid {
+                            format!(
+                                "valid: secret {} ({}), ends {}",
+                                field(&answer, "/keyId"),
+                                field(&answer, "/state"),
+                                field(&answer, "/endDateTime")
+                            )
+                        } else {
+                            "NOT valid".to_string()
+                        }
+                    );
+                    println!("{}", field(&answer, "/diagnosis"));
+                    if !valid {
+                        std::process::exit(1);
+                    }
+                }
+            }
+        }
         SecretCommand::Rotate { app } => {
             let app = resolve_app(client, &app).await?;
             let result =
@@ -677,6 +713,105 @@ pub async fn keys(global: &Global, command: KeysCommand) -> Result<()> {
                 None => println!("Update CLAVIS_MASTER_KEY / CLAVIS_MASTER_KEY_FILE to the new key before the next start."),
             }
         }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigninsCommand {
+    /// List sign-ins (token requests), newest first.
+    List {
+        /// Only this client id.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Only failures.
+        #[arg(long)]
+        failures: bool,
+        /// From (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+/// Runs `clavis signins …`.
+pub async fn signins(global: &Global, command: SigninsCommand) -> Result<()> {
+    let SigninsCommand::List { client_id, failures, since, limit } = command;
+    let mut client = Client::new(Identity::resolve(&global.connection)?)?;
+    let mut query = vec![format!("limit={limit}")];
+    if let Some(client_id) = client_id {
+        query.push(format!("clientId={client_id}"));
+    }
+    if failures {
+        query.push("result=failure".into());
+    }
+    if let Some(since) = since {
+        query.push(format!("since={}", since.replace('+', "%2B").replace(':', "%3A")));
+    }
+    let list = client.call(Method::GET, &format!("/v1.0/clavis/signIns?{}", query.join("&")), None).await?;
+    match global.output {
+        Format::Json => output::json(&list),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = list["value"]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .map(|s| {
+                            vec![
+                                field(s, "/at"),
+                                field(s, "/clientId"),
+                                field(s, "/result"),
+                                field(s, "/errorCode"),
+                                field(s, "/keyId"),
+                                field(s, "/resource"),
+                                field(s, "/clientIp"),
+                                field(s, "/correlationId"),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            output::table(&["TIME", "CLIENT ID", "RESULT", "CODE", "KEY ID", "RESOURCE", "IP", "CORRELATION ID"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `clavis diagnose CORRELATION_ID`.
+pub async fn diagnose(global: &Global, correlation_id: String) -> Result<()> {
+    let mut client = Client::new(Identity::resolve(&global.connection)?)?;
+    let answer = client.call(Method::GET, &format!("/v1.0/clavis/diagnose/{correlation_id}"), None).await?;
+    if global.output == Format::Json {
+        output::json(&answer);
+        return Ok(());
+    }
+    for signin in answer["signIns"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "Token request at {} from {} for client {} ({}).",
+            field(&signin, "/at"),
+            field(&signin, "/clientIp"),
+            field(&signin, "/clientId"),
+            field(&signin, "/resource")
+        );
+        if signin["result"] == "success" {
+            println!("  It succeeded with secret {}.", field(&signin, "/keyId"));
+        } else {
+            println!("  It failed with {}: {}", field(&signin, "/errorCode"), field(&signin, "/diagnosis"));
+        }
+    }
+    for failure in answer["requestFailures"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "{} {} at {} from {} failed with {} {}:",
+            field(&failure, "/method"),
+            field(&failure, "/route"),
+            field(&failure, "/at"),
+            field(&failure, "/clientIp"),
+            field(&failure, "/status"),
+            field(&failure, "/errorCode")
+        );
+        println!("  {}", field(&failure, "/message").replace("\r\n", "\n  "));
     }
     Ok(())
 }

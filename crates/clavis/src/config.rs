@@ -33,6 +33,7 @@ struct Raw {
     tokens: RawTokens,
     credentials: RawCredentials,
     lifecycle: RawLifecycle,
+    logs: RawLogs,
     signing_keys: RawSigningKeys,
     jobs: RawJobs,
 }
@@ -56,6 +57,12 @@ struct RawTokens {
 #[serde(deny_unknown_fields)]
 struct RawCredentials {
     clock_skew_seconds: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogs {
+    retention_days: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +147,7 @@ pub struct Config {
     pub token_lifetime: (Duration, Duration),
     pub clock_skew: Duration,
     pub notice_thresholds_days: Vec<i64>,
+    pub log_retention: Duration,
     pub rotation_period: Duration,
     pub publish_ahead: Duration,
     pub refresh_interval: std::time::Duration,
@@ -295,6 +303,9 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
                 raw.lifecycle.notice_thresholds_days
             )
         })?;
+    if !(1..=3650).contains(&raw.logs.retention_days) {
+        bail!("logs.retention_days must be between 1 and 3650");
+    }
     if !(1..=3650).contains(&raw.signing_keys.rotation_days) {
         bail!("signing_keys.rotation_days must be between 1 and 3650");
     }
@@ -322,6 +333,7 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
         token_lifetime: (Duration::seconds(min), Duration::seconds(max)),
         clock_skew: Duration::seconds(raw.credentials.clock_skew_seconds),
         notice_thresholds_days,
+        log_retention: Duration::days(raw.logs.retention_days),
         rotation_period: Duration::days(raw.signing_keys.rotation_days),
         publish_ahead: Duration::hours(raw.signing_keys.publish_ahead_hours),
         refresh_interval: interval("refresh_interval_ms", raw.jobs.refresh_interval_ms)?,

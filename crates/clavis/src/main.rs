@@ -84,6 +84,20 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// The sign-in log: every token request with the secret it used or why it failed.
+    Signins {
+        #[command(flatten)]
+        global: cli::Global,
+        #[command(subcommand)]
+        command: cli::SigninsCommand,
+    },
+    /// Explain a failed request from the correlation id it returned.
+    Diagnose {
+        #[command(flatten)]
+        global: cli::Global,
+        /// The correlation id (client-request-id) of the request.
+        correlation_id: String,
+    },
     /// The instance's keys.
     Keys {
         #[command(flatten)]
@@ -124,6 +138,8 @@ fn main() -> ExitCode {
             Command::Token { global, command } => cli::token(&global, command).await,
             Command::Tenant { global, command } => cli::tenant(&global, command).await,
             Command::Keys { global, command } => cli::keys(&global, command).await,
+            Command::Signins { global, command } => cli::signins(&global, command).await,
+            Command::Diagnose { global, correlation_id } => cli::diagnose(&global, correlation_id).await,
             Command::Vault { global, command } => cli_vault::vault(&global, command).await,
             Command::Secret { global, command } => cli_vault::secret(&global, command).await,
             Command::Role { global, command } => cli_vault::role(&global, command).await,

@@ -178,7 +178,7 @@ pub async fn run(config: Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
     let ready = Arc::new(AtomicBool::new(false));
-    let state = AppState { core: core.clone(), ready: ready.clone(), master_key_file: master_file };
+    let state = AppState::new(core.clone(), ready.clone(), master_file);
     let router = clavis_server::router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let intervals = jobs::Intervals {
@@ -186,6 +186,7 @@ pub async fn run(config: Config) -> Result<()> {
         usage_flush: config.usage_flush_interval,
         key_rotation: config.key_rotation_interval,
         webhooks: config.webhook_interval,
+        log_retention: config.log_retention,
     };
     let jobs = jobs::spawn(core.clone(), intervals, stop_rx);
     print_banner(&config, &core, local, ca.as_deref(), bootstrap_file.as_deref(), started);

@@ -24,6 +24,7 @@ use crate::vault::{Secret, Vault};
 
 mod event_ops;
 mod lifecycle_ops;
+mod log_ops;
 mod rotation_ops;
 mod vault_ops;
 
@@ -178,6 +179,7 @@ pub struct Core {
     secrets: GenMap<(String, String), Option<Arc<Secret>>>,
     buckets: Mutex<HashMap<String, vault_ops::Bucket>>,
     usage: Mutex<HashMap<String, UsageUpdate>>,
+    logs: Mutex<log_ops::LogBuffer>,
     usage_dropped: AtomicU64,
     seen_head: AtomicI64,
 }
@@ -227,6 +229,7 @@ impl Core {
             secrets: GenMap::default(),
             buckets: Mutex::default(),
             usage: Mutex::default(),
+            logs: Mutex::default(),
             usage_dropped: AtomicU64::new(0),
             seen_head: AtomicI64::new(0),
         };

@@ -177,7 +177,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
     let tls = clavis_server::tls::server_config(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes()).unwrap();
     let master_file = dir.path().join("master.key");
     std::fs::write(&master_file, &master_key_text).unwrap();
-    let state = AppState { core: core.clone(), ready: Arc::new(AtomicBool::new(true)), master_key_file: Some(master_file) };
+    let state = AppState::new(core.clone(), Arc::new(AtomicBool::new(true)), Some(master_file));
     let router = clavis_server::router(state);
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(clavis_server::serve::serve(listener, tls, router, async move {

@@ -1,0 +1,123 @@
+//! Log operations of [`Core`]: the buffered sign-in and request-failure records, and the
+//! troubleshooting built on them (`clavis diagnose`, `clavis app secret check`).
+
+use serde_json::{json, Value};
+use time::Duration;
+
+use clavis_crypto::random;
+
+use super::{require, Core};
+use crate::error::{CoreError, Result};
+use crate::policy::{Authorized, Permission};
+use crate::signin::{RequestFailure, SignIn, SignInFilter};
+
+/// Bound on buffered records between flushes; beyond it records are counted as dropped.
+const LOG_BUFFER_MAX: usize = 100_000;
+
+/// Buffered log records.
+#[derive(Debug, Default)]
+pub(super) struct LogBuffer {
+    signins: Vec<SignIn>,
+    failures: Vec<RequestFailure>,
+    dropped: u64,
+}
+
+impl Core {
+    /// Buffers a sign-in record (written by [`Core::flush_logs`]).
+    pub fn record_signin(&self, mut signin: SignIn) {
+        signin.id = random::guid();
+        signin.client_id = signin.client_id.chars().take(200).collect::<String>().to_ascii_lowercase();
+        signin.resource = signin.resource.chars().take(500).collect();
+        signin.user_agent = signin.user_agent.chars().take(200).collect();
+        let mut buffer = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        if buffer.signins.len() + buffer.failures.len() < LOG_BUFFER_MAX {
+            buffer.signins.push(signin);
+        } else {
+            buffer.dropped += 1;
+        }
+    }
+
+    /// Buffers a refused or failed request of the management or vault APIs.
+    pub fn record_failure(&self, mut failure: RequestFailure) {
+        failure.id = random::guid();
+        failure.message = failure.message.chars().take(2000).collect();
+        let mut buffer = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        if buffer.signins.len() + buffer.failures.len() < LOG_BUFFER_MAX {
+            buffer.failures.push(failure);
+        } else {
+            buffer.dropped += 1;
+        }
+    }
+
+    /// Records dropped because the buffer was full (a metric).
+    pub fn dropped_log_records(&self) -> u64 {
+        self.logs.lock().unwrap_or_else(|e| e.into_inner()).dropped
+    }
+
+    /// Writes the buffered records in one transaction; on failure they are kept for the next try.
+    pub async fn flush_logs(&self) -> Result<usize> {
+        let (signins, failures) = {
+            let mut buffer = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+            (std::mem::take(&mut buffer.signins), std::mem::take(&mut buffer.failures))
+        };
+        if signins.is_empty() && failures.is_empty() {
+            return Ok(0);
+        }
+        let count = signins.len() + failures.len();
+        if let Err(error) = self.store.append_logs(&signins, &failures).await {
+            let mut buffer = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+            buffer.signins.splice(0..0, signins);
+            buffer.failures.splice(0..0, failures);
+            return Err(error);
+        }
+        Ok(count)
+    }
+
+    /// Drops log records past their retention (a job).
+    pub async fn purge_logs(&self, retention: Duration) -> Result<u64> {
+        self.store.purge_logs(self.now() - retention).await
+    }
+
+    /// Sign-ins of the caller's tenant.
+    pub async fn signins(&self, auth: &Authorized<'_>, filter: &SignInFilter) -> Result<Vec<SignIn>> {
+        require(auth, Permission::Administer)?;
+        let tenant = self.tenant_by_id(&auth.principal().tenant_id)?;
+        let mut names: Vec<String> = tenant.domains.clone();
+        names.push(tenant.id.clone());
+        Ok(self.store.signins(filter).await?.into_iter().filter(|s| names.iter().any(|n| n.eq_ignore_ascii_case(&s.tenant))).collect())
+    }
+
+    /// Explains a request from its correlation id: the sign-in and failure records carrying it.
+    pub async fn diagnose(&self, auth: &Authorized<'_>, correlation_id: &str) -> Result<Value> {
+        require(auth, Permission::Administer)?;
+        let (signins, failures) = self.store.by_correlation(correlation_id.trim()).await?;
+        if signins.is_empty() && failures.is_empty() {
+            return Err(CoreError::NotFound(format!(
+                "No request with correlation id '{}' is recorded: it may be older than the log retention, may not have reached Clavis, or its records are still buffered (they are written every second).",
+                crate::identity::truncate(correlation_id, 80)
+            )));
+        }
+        Ok(json!({"correlationId": correlation_id.trim(), "signIns": signins, "requestFailures": failures}))
+    }
+
+    /// Tells whether a secret is valid for an application, without using it: no token is issued
+    /// and no use is recorded.
+    pub async fn check_secret(&self, auth: &Authorized<'_>, client_id: &str, secret: &str) -> Result<Value> {
+        require(auth, Permission::Administer)?;
+        let tenant = self.tenant_by_id(&auth.principal().tenant_id)?;
+        match self.authenticate_client(&tenant.id, client_id, Some(secret), false).await {
+            Ok((_, application, key_id)) => {
+                let credential = application.password_credentials.iter().find(|c| c.key_id == key_id);
+                Ok(json!({
+                    "valid": true,
+                    "keyId": key_id,
+                    "state": credential.map(|c| c.state(self.now(), self.notice_window())),
+                    "endDateTime": credential.map(|c| c.end.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
+                    "diagnosis": "The secret is valid for this application now.",
+                }))
+            }
+            Err(CoreError::Token(error)) => Ok(json!({"valid": false, "diagnosis": error.diagnosis()})),
+            Err(other) => Err(other),
+        }
+    }
+}
