@@ -9,4 +9,5 @@ mod lifecycle;
 mod rotation;
 mod support;
 mod token;
+mod troubleshooting;
 mod vault;
