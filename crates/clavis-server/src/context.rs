@@ -67,6 +67,7 @@ pub async fn edge(axum::extract::State(state): axum::extract::State<AppState>, m
         Correlation { correlation_id: supplied.unwrap_or_else(next_id), trace_id: next_id(), public_url: state.public_url.clone() };
     request.extensions_mut().insert(correlation.clone());
     let method = request.method().clone();
+    let path = request.uri().path().to_string();
     let client_ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "(unmatched)".into());
     let mut response = next.run(request).await;
@@ -92,6 +93,7 @@ pub async fn edge(axum::extract::State(state): axum::extract::State<AppState>, m
     let status = response.status().as_u16();
     let latency_us = started.elapsed().as_micros() as u64;
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0.as_str()).unwrap_or("");
+    state.metrics.observe(&state, &route, &path, method.as_str(), status, code, latency_us);
     // Token requests have their own, richer record (the sign-in log); every other refused or
     // failed request is kept for `clavis diagnose`.
     if status >= 400 && !route.contains("/oauth2/") {

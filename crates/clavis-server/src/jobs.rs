@@ -37,7 +37,16 @@ impl Default for Intervals {
 }
 
 /// Starts the jobs; they stop when `shutdown` turns true, after a last usage flush.
-pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn(
+    core: Arc<Core>,
+    metrics: Arc<crate::metrics::Metrics>,
+    intervals: Intervals,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let metrics_for_webhooks = metrics.clone();
+    let record = move |job: &'static str, ok: bool| {
+        metrics.job_runs.add(vec![("job", job.to_string()), ("result", if ok { "success" } else { "failure" }.to_string())], 1)
+    };
     tokio::spawn(async move {
         let mut refresh = tokio::time::interval(intervals.refresh);
         let mut flush = tokio::time::interval(intervals.usage_flush);
@@ -50,7 +59,9 @@ pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receive
         loop {
             tokio::select! {
                 _ = refresh.tick() => {
-                    if let Err(error) = core.refresh().await {
+                    let result = core.refresh().await;
+                    record("refresh", result.is_ok());
+                    if let Err(error) = result {
                         tracing::warn!(%error, "change refresh failed");
                     }
                 }
@@ -63,17 +74,23 @@ pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receive
                     }
                 }
                 _ = rotate.tick() => {
-                    match core.rotate_signing_keys().await {
+                    let result = core.rotate_signing_keys().await;
+                    record("signing_key_rotation", result.is_ok());
+                    match result {
                         Ok(0) => {}
                         Ok(created) => tracing::info!(created, "signing keys created by rotation"),
                         Err(error) => tracing::warn!(%error, "signing-key rotation failed"),
                     }
-                    match core.run_rotations().await {
+                    let result = core.run_rotations().await;
+                    record("secret_rotation", result.is_ok());
+                    match result {
                         Ok(0) => {}
                         Ok(steps) => tracing::info!(steps, "secret rotation steps taken"),
                         Err(error) => tracing::warn!(%error, "secret rotation run failed"),
                     }
-                    match core.scan_notices().await {
+                    let result = core.scan_notices().await;
+                    record("expiry_notices", result.is_ok());
+                    match result {
                         Ok(0) => {}
                         Ok(sent) => tracing::info!(sent, "expiry notices written"),
                         Err(error) => tracing::warn!(%error, "expiry notice scan failed"),
@@ -90,7 +107,11 @@ pub fn spawn(core: Arc<Core>, intervals: Intervals, mut shutdown: watch::Receive
                 }
                 _ = dispatch.tick() => {
                     if let Some(http) = &http {
-                        dispatch_webhooks(&core, http).await;
+                        let (delivered, failed) = dispatch_webhooks(&core, http).await;
+                        if delivered + failed > 0 {
+                            metrics_for_webhooks.webhook_deliveries.add(vec![("result", "delivered".into())], delivered);
+                            metrics_for_webhooks.webhook_deliveries.add(vec![("result", "failed_attempt".into())], failed);
+                        }
                     }
                 }
                 changed = shutdown.changed() => {
@@ -132,16 +153,17 @@ pub fn webhook_client() -> Option<reqwest::Client> {
 }
 
 /// Fans new events out to subscriptions and sends the deliveries that are due, concurrently.
-pub async fn dispatch_webhooks(core: &Arc<Core>, http: &reqwest::Client) {
+/// Returns the attempts that were accepted and those that failed.
+pub async fn dispatch_webhooks(core: &Arc<Core>, http: &reqwest::Client) -> (u64, u64) {
     if let Err(error) = core.fan_out().await {
         tracing::warn!(%error, "webhook fan-out failed");
-        return;
+        return (0, 0);
     }
     let due = match core.due_deliveries(100).await {
         Ok(due) => due,
         Err(error) => {
             tracing::warn!(%error, "cannot prepare webhook deliveries");
-            return;
+            return (0, 0);
         }
     };
     let mut sending = tokio::task::JoinSet::new();
@@ -169,10 +191,20 @@ pub async fn dispatch_webhooks(core: &Arc<Core>, http: &reqwest::Client) {
                     "request failed".to_string()
                 }),
             };
+            let delivered = outcome.is_ok();
             if let Err(error) = core.complete_delivery(outgoing.delivery, outcome).await {
                 tracing::warn!(%error, "cannot record a webhook delivery");
             }
+            delivered
         });
     }
-    while sending.join_next().await.is_some() {}
+    let (mut delivered, mut failed) = (0, 0);
+    while let Some(result) = sending.join_next().await {
+        if result.unwrap_or(false) {
+            delivered += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    (delivered, failed)
 }

@@ -15,6 +15,7 @@ mod error_pages;
 mod form;
 pub mod jobs;
 pub mod keyvault;
+pub mod metrics;
 pub mod serve;
 pub mod tls;
 
@@ -39,13 +40,15 @@ pub struct AppState {
     pub master_key_file: Option<PathBuf>,
     /// The public URL (from the core's settings), shared cheaply with every request.
     pub public_url: std::sync::Arc<str>,
+    /// This node's metrics.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
     /// The state of a server over `core`.
     pub fn new(core: Arc<Core>, ready: Arc<AtomicBool>, master_key_file: Option<PathBuf>) -> Self {
         let public_url = core.settings().public_url.clone().into();
-        Self { core, ready, master_key_file, public_url }
+        Self { core, ready, master_key_file, public_url, metrics: Arc::default() }
     }
 }
 
@@ -59,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/error", get(error_pages::error_page))
+        .route("/metrics", get(metrics::metrics))
         .merge(api::routes())
         .merge(entra::routes())
         .fallback(api::not_found)

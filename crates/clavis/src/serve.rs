@@ -179,6 +179,7 @@ pub async fn run(config: Config) -> Result<()> {
     let local = listener.local_addr()?;
     let ready = Arc::new(AtomicBool::new(false));
     let state = AppState::new(core.clone(), ready.clone(), master_file);
+    let metrics = state.metrics.clone();
     let router = clavis_server::router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let intervals = jobs::Intervals {
@@ -188,7 +189,7 @@ pub async fn run(config: Config) -> Result<()> {
         webhooks: config.webhook_interval,
         log_retention: config.log_retention,
     };
-    let jobs = jobs::spawn(core.clone(), intervals, stop_rx);
+    let jobs = jobs::spawn(core.clone(), metrics, intervals, stop_rx);
     print_banner(&config, &core, local, ca.as_deref(), bootstrap_file.as_deref(), started);
     ready.store(true, Ordering::Release);
     let shutdown = async move {

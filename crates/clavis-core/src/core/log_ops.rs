@@ -100,6 +100,21 @@ impl Core {
         Ok(json!({"correlationId": correlation_id.trim(), "signIns": signins, "requestFailures": failures}))
     }
 
+    /// Days until each application's nearest client-secret expiry: (tenant, client id, name, days).
+    pub async fn nearest_expiries(&self) -> Result<Vec<(String, String, String, f64)>> {
+        let now = self.now();
+        let mut nearest: std::collections::BTreeMap<String, (String, String, f64)> = std::collections::BTreeMap::new();
+        for credential in self.store.expiring_credentials(now + Duration::days(36_500)).await? {
+            let days = (credential.end - now).as_seconds_f64() / 86_400.0;
+            let entry =
+                nearest.entry(credential.app_id.clone()).or_insert((credential.tenant_id.clone(), credential.display_name.clone(), days));
+            if days < entry.2 {
+                entry.2 = days;
+            }
+        }
+        Ok(nearest.into_iter().map(|(app_id, (tenant, name, days))| (tenant, app_id, name, days)).collect())
+    }
+
     /// Tells whether a secret is valid for an application, without using it: no token is issued
     /// and no use is recorded.
     pub async fn check_secret(&self, auth: &Authorized<'_>, client_id: &str, secret: &str) -> Result<Value> {

@@ -101,3 +101,29 @@ async fn every_emitted_code_has_a_page() {
     assert!(index.as_str().unwrap().contains("7000215"));
     app.finish().await;
 }
+
+both_backends!(metrics_count_what_happened, |app| Box::pin(async move {
+    let worker = app.create_app("measured", &[]).await;
+    let end = (app.core.now() + time::Duration::days(10)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    let (_, secret) = app.add_secret(&worker, json!({"endDateTime": end})).await;
+    let client_id = worker["appId"].as_str().unwrap();
+    for _ in 0..3 {
+        assert_eq!(app.token(client_id, &secret, "api://clavis/.default").await.0, StatusCode::OK);
+    }
+    app.token(client_id, "wrong", "api://clavis/.default").await;
+    let text = app.http.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap();
+    let tenant = &app.tenant_id;
+    // The bootstrap administrator's token request counts too.
+    assert!(text.contains(&format!("clavis_token_requests_total{{tenant=\"{tenant}\",result=\"success\",code=\"\"}} 4")), "{text}");
+    assert!(
+        text.contains(&format!("clavis_token_requests_total{{tenant=\"{tenant}\",result=\"failure\",code=\"AADSTS7000215\"}} 1")),
+        "{text}"
+    );
+    assert!(text.contains("clavis_token_request_duration_seconds_count 5"), "{text}");
+    assert!(text.contains("clavis_store_up 1"));
+    let line = text.lines().find(|l| l.starts_with("clavis_credential_nearest_expiry_days") && l.contains(client_id)).unwrap();
+    let days: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((9.9..=10.0).contains(&days), "{line}");
+    assert!(!text.contains(&secret));
+    app
+}));
