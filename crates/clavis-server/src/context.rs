@@ -93,7 +93,8 @@ pub async fn edge(axum::extract::State(state): axum::extract::State<AppState>, m
     let status = response.status().as_u16();
     let latency_us = started.elapsed().as_micros() as u64;
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0.as_str()).unwrap_or("");
-    state.metrics.observe(&state, &route, &path, method.as_str(), status, code, latency_us);
+    let observed = crate::metrics::Observed { route: &route, path: &path, method: method.as_str(), status, code, micros: latency_us };
+    state.metrics.observe(&state, &observed);
     // Token requests have their own, richer record (the sign-in log); every other refused or
     // failed request is kept for `clavis diagnose`.
     if status >= 400 && !route.contains("/oauth2/") {

@@ -79,6 +79,23 @@ fn label_text(labels: &[(&'static str, String)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
+/// What the edge saw of one request.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed<'a> {
+    /// The route template.
+    pub route: &'a str,
+    /// The path (its first segment names the tenant on token routes).
+    pub path: &'a str,
+    /// The method.
+    pub method: &'a str,
+    /// The status.
+    pub status: u16,
+    /// The error code, if any.
+    pub code: &'a str,
+    /// Latency in microseconds.
+    pub micros: u64,
+}
+
 /// Every metric of a node.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -100,7 +117,8 @@ pub struct Metrics {
 
 impl Metrics {
     /// Records one request at the edge.
-    pub fn observe(&self, state: &AppState, route: &str, path: &str, method: &str, status: u16, code: &str, micros: u64) {
+    pub fn observe(&self, state: &AppState, request: &Observed<'_>) {
+        let Observed { route, path, method, status, code, micros } = *request;
         let result = if status < 400 { "success" } else { "failure" };
         if route.contains("/oauth2/") && route.ends_with("token") {
             let segment = path.trim_start_matches('/').split('/').next().unwrap_or_default();
