@@ -68,7 +68,7 @@ both_backends!(every_failure_is_explained_from_its_correlation_id, |app| Box::pi
     assert!(checked["diagnosis"].as_str().unwrap().contains("expired"));
     app.core.flush_usage().await.unwrap();
     let (_, listed) = app.api_as(&admin, Method::GET, &format!("/v1.0/applications/{}", worker["id"].as_str().unwrap()), None).await;
-    let fresh_entry = listed["passwordCredentials"].as_array().unwrap().iter().find(|c| c["hint"] == &fresh_secret[..3]).unwrap();
+    let fresh_entry = listed["passwordCredentials"].as_array().unwrap().iter().find(|c| c["hint"] == fresh_secret[..3]).unwrap();
     assert!(fresh_entry["lastUsed"].is_null(), "a check is not a use");
     app
 }));
