@@ -188,3 +188,44 @@ pub fn verify_chain<'a>(records: impl IntoIterator<Item = &'a AuditRecord>, mut 
     }
     None
 }
+
+/// Filters of an audit query.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// Only records with `seq > after`.
+    pub after: i64,
+    /// From (inclusive).
+    pub since: Option<OffsetDateTime>,
+    /// Until (exclusive).
+    pub until: Option<OffsetDateTime>,
+    /// Only this tenant's records (and instance-wide ones); `None` for all.
+    pub tenant_id: Option<String>,
+    /// Only actions by this principal (service principal id or client id).
+    pub principal: Option<String>,
+    /// Only this target id.
+    pub target: Option<String>,
+    /// Only this action, or actions starting with it when it ends with `.` (e.g. `credential.`).
+    pub action: Option<String>,
+    /// Only this result.
+    pub result: Option<String>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A signed statement that the chain had `hash` at `seq`: truncating or rewriting the log
+/// before a checkpoint is detectable even by someone who can recompute hashes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// The record it vouches for.
+    pub seq: i64,
+    /// That record's hash.
+    pub hash: String,
+    /// When it was signed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The signing key.
+    pub kid: String,
+    /// A compact JWS over `{"seq","hash","at"}` by the instance's checkpoint key.
+    pub jws: String,
+}

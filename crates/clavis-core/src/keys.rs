@@ -135,9 +135,19 @@ impl KeyRing {
             .unwrap_or_default()
     }
 
-    /// The published key a token names by `kid`.
+    /// The published key a token names by `kid` (never the instance's checkpoint key).
     pub fn verifier(&self, jws: &UnverifiedJws<'_>, now: OffsetDateTime) -> Option<&Arc<Signer>> {
-        self.by_kid.get(&jws.kid).filter(|s| s.expire_at.is_none_or(|e| e > now))
+        self.by_kid.get(&jws.kid).filter(|s| !s.tenant_id.is_empty() && s.expire_at.is_none_or(|e| e > now))
+    }
+
+    /// The instance's audit-checkpoint key (stored as the signing key of tenant "").
+    pub fn instance_signer(&self, now: OffsetDateTime) -> Option<&Arc<Signer>> {
+        self.signer("", Algorithm::EdDSA, now)
+    }
+
+    /// Every instance key by kid, for checkpoint verification.
+    pub fn instance_key(&self, kid: &str) -> Option<&Arc<Signer>> {
+        self.by_kid.get(kid).filter(|s| s.tenant_id.is_empty())
     }
 }
 

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use clavis_crypto::Algorithm;
 
-use crate::audit::{AuditRecord, Change, DomainEvent};
+use crate::audit::{AuditFilter, AuditRecord, Change, Checkpoint, DomainEvent};
 use crate::credential::PasswordCredential;
 use crate::error::Result;
 use crate::events::{Delivery, ExpiringCredential, ExpiringSecret, Subscription};
@@ -261,6 +261,12 @@ pub trait Store: Send + Sync + 'static {
     async fn deliveries(&self, after: i64) -> Result<Vec<Delivery>>;
     /// One outbox event.
     async fn event(&self, seq: i64) -> Result<Option<DomainEvent>>;
+    /// Audit records matching a filter, oldest first.
+    async fn audit_query(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
+    /// Signed audit checkpoints, oldest first.
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+    /// Stores a checkpoint (not audited: it is a signature over the audit chain).
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
     /// Appends buffered sign-in and request-failure records (not audited: they are logs).
     async fn append_logs(&self, signins: &[SignIn], failures: &[RequestFailure]) -> Result<()>;
     /// Sign-ins matching a filter, newest first.

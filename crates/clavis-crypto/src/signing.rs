@@ -231,6 +231,21 @@ impl VerifyingKey {
         self.algorithm
     }
 
+    /// Rebuilds a verifying key from a published JWK (Ed25519 or P-256 keys).
+    pub fn from_jwk(jwk: &Value) -> Result<Self, CryptoError> {
+        let field = |name: &str| jwk.get(name).and_then(Value::as_str).ok_or(CryptoError::Malformed("JWK")).and_then(b64url_decode);
+        match (jwk.get("kty").and_then(Value::as_str), jwk.get("crv").and_then(Value::as_str)) {
+            (Some("OKP"), Some("Ed25519")) => Self::from_material(Algorithm::EdDSA, PublicMaterial::Ed { x: field("x")? }),
+            (Some("EC"), Some("P-256")) => {
+                let mut point = vec![4u8];
+                point.extend(field("x")?);
+                point.extend(field("y")?);
+                Self::from_material(Algorithm::ES256, PublicMaterial::Ec { point })
+            }
+            _ => Err(CryptoError::Malformed("JWK (only Ed25519 and P-256 keys are supported)")),
+        }
+    }
+
     /// The public JWK (RFC 7517), as published in the JWKS.
     pub fn jwk(&self) -> &Value {
         &self.jwk
@@ -330,6 +345,17 @@ mod tests {
         let jws = UnverifiedJws::parse(&none).unwrap();
         assert_eq!(jws.algorithm, None);
         assert!(ed.verifying_key().verify(&jws).is_err());
+    }
+
+    #[test]
+    fn jwks_round_trip() {
+        for algorithm in [Algorithm::EdDSA, Algorithm::ES256] {
+            let key = SigningKey::generate(algorithm).unwrap();
+            let again = VerifyingKey::from_jwk(key.verifying_key().jwk()).unwrap();
+            assert_eq!(again.kid(), key.kid());
+            let token = key.sign_compact(&key.header_b64(false), b"{}").unwrap();
+            assert!(again.verify(&UnverifiedJws::parse(&token).unwrap()).is_ok());
+        }
     }
 
     #[test]

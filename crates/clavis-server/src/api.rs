@@ -63,6 +63,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1.0/clavis/diagnose/{correlation}", get(diagnose))
         .route("/v1.0/clavis/checkSecret", post(check_secret))
         .route("/v1.0/clavis/auditRecords", get(audit_records))
+        .route("/v1.0/clavis/auditCheckpoints", get(audit_checkpoints))
+        .route("/v1.0/clavis/auditVerify", post(audit_verify))
 }
 
 /// Unknown paths get Graph's 404 shape.
@@ -704,12 +706,41 @@ fn write_pending_master_key(file: &std::path::Path, key: &MasterKey) -> std::io:
 struct AuditQuery {
     after: Option<i64>,
     limit: Option<i64>,
+    since: Option<String>,
+    until: Option<String>,
+    principal: Option<String>,
+    target: Option<String>,
+    action: Option<String>,
+    result: Option<String>,
 }
 
 async fn audit_records(State(state): State<AppState>, Caller(principal): Caller, Params(query): Params<AuditQuery>) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::Administer)?;
-    let records = state.core.audit_records(&auth, query.after.unwrap_or(0), query.limit.unwrap_or(100)).await?;
+    let filter = clavis_core::audit::AuditFilter {
+        after: query.after.unwrap_or(0),
+        since: query.since.as_deref().map(|t| parse_time("since", t)).transpose()?,
+        until: query.until.as_deref().map(|t| parse_time("until", t)).transpose()?,
+        tenant_id: None,
+        principal: query.principal,
+        target: query.target,
+        action: query.action,
+        result: query.result,
+        limit: query.limit.unwrap_or(100),
+    };
+    let records = state.core.audit_query(&auth, filter).await?;
     Ok(list("auditRecords", records.iter().map(|r| json!(r)).collect()))
+}
+
+async fn audit_checkpoints(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let (checkpoints, keys) = state.core.audit_checkpoints(&auth).await?;
+    Ok(ok(json!({"value": checkpoints, "keys": keys})))
+}
+
+/// Verifies the whole audit chain and its signed checkpoints.
+async fn audit_verify(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    Ok(ok(state.core.verify_audit(&auth).await?))
 }
 
 // ----- vaults ------------------------------------------------------------------------------------------

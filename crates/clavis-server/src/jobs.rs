@@ -88,6 +88,11 @@ pub fn spawn(
                         Ok(steps) => tracing::info!(steps, "secret rotation steps taken"),
                         Err(error) => tracing::warn!(%error, "secret rotation run failed"),
                     }
+                    let result = core.checkpoint().await;
+                    record("audit_checkpoint", result.is_ok());
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "audit checkpoint failed");
+                    }
                     let result = core.scan_notices().await;
                     record("expiry_notices", result.is_ok());
                     match result {

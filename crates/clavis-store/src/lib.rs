@@ -10,6 +10,7 @@
 //! lets several nodes share one database.
 
 mod apply;
+mod audit;
 mod events;
 mod logs;
 mod read;
@@ -346,6 +347,18 @@ impl Store for SqlStore {
 
     async fn event(&self, seq: i64) -> Result<Option<DomainEvent>> {
         self.event_at(seq).await
+    }
+
+    async fn audit_query(&self, filter: &clavis_core::audit::AuditFilter) -> Result<Vec<AuditRecord>> {
+        self.query_audit(filter).await
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<clavis_core::audit::Checkpoint>> {
+        self.all_checkpoints().await
+    }
+
+    async fn insert_checkpoint(&self, checkpoint: &clavis_core::audit::Checkpoint) -> Result<()> {
+        self.add_checkpoint(checkpoint).await
     }
 
     async fn append_logs(&self, signins: &[clavis_core::signin::SignIn], failures: &[clavis_core::signin::RequestFailure]) -> Result<()> {

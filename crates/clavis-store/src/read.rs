@@ -197,8 +197,13 @@ pub(crate) async fn audit_records(pool: &AnyPool, after: i64, limit: i64) -> Res
     .fetch_all(pool)
     .await
     .map_err(backend_error)?;
-    rows.iter()
-        .map(|row| {
+    rows.iter().map(audit_row).collect()
+}
+
+/// An audit record from a row of `audit` (all columns).
+pub(crate) fn audit_row(row: &AnyRow) -> Result<AuditRecord> {
+    {
+        {
             Ok(AuditRecord {
                 seq: int(row, "seq")?,
                 at: instant(int(row, "at")?),
@@ -213,8 +218,8 @@ pub(crate) async fn audit_records(pool: &AnyPool, after: i64, limit: i64) -> Res
                 prev_hash: text(row, "prev_hash")?,
                 hash: text(row, "hash")?,
             })
-        })
-        .collect()
+        }
+    }
 }
 
 pub(crate) async fn events(pool: &AnyPool, after: i64, limit: i64) -> Result<Vec<(i64, DomainEvent)>> {

@@ -815,3 +815,169 @@ pub async fn diagnose(global: &Global, correlation_id: String) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit records (oldest first) matching filters.
+    List {
+        /// From (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only actions by this principal (service principal id or client id).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only this target id.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only this action, or a prefix ending with "." (e.g. credential.).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this result.
+        #[arg(long)]
+        result: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Export every record as JSON lines (to a file or standard output).
+    Export {
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Verify the chain and its signed checkpoints; with --file, verify an export offline.
+    Verify {
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
+}
+
+fn encode_query(pairs: &[(&str, Option<String>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            v.as_ref().map(|v| {
+                format!(
+                    "{k}={}",
+                    v.bytes()
+                        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        })
+                        .collect::<String>()
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Runs `clavis audit …`.
+pub async fn audit(global: &Global, command: AuditCommand) -> Result<()> {
+    if let AuditCommand::Verify { file: Some(path) } = &command {
+        // Offline: the export's chain, from its first record on.
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let records: Vec<clavis_core::audit::AuditRecord> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .context("the file is not a Clavis audit export")?;
+        let Some(first) = records.first() else { bail!("the export holds no record") };
+        return match clavis_core::audit::verify_chain(&records, first.seq - 1, first.prev_hash.clone()) {
+            None => {
+                println!("intact: {} records, {} to {}", records.len(), first.seq, records.last().map_or(0, |r| r.seq));
+                Ok(())
+            }
+            Some(seq) => {
+                println!("TAMPERED: record {seq} was altered, removed or reordered");
+                std::process::exit(1);
+            }
+        };
+    }
+    let mut client = Client::new(Identity::resolve(&global.connection)?)?;
+    match command {
+        AuditCommand::List { since, until, principal, target, action, result, limit } => {
+            let query = encode_query(&[
+                ("since", since),
+                ("until", until),
+                ("principal", principal),
+                ("target", target),
+                ("action", action),
+                ("result", result),
+                ("limit", Some(limit.to_string())),
+            ]);
+            let list = client.call(Method::GET, &format!("/v1.0/clavis/auditRecords?{query}"), None).await?;
+            match global.output {
+                Format::Json => output::json(&list),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = list["value"]
+                        .as_array()
+                        .map(|v| {
+                            v.iter()
+                                .map(|r| {
+                                    vec![
+                                        field(r, "/seq"),
+                                        field(r, "/at"),
+                                        field(r, "/action"),
+                                        field(r, "/targetType"),
+                                        field(r, "/targetId"),
+                                        field(r, "/actor/appId"),
+                                        field(r, "/result"),
+                                        field(r, "/context/correlationId"),
+                                    ]
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    output::table(&["SEQ", "TIME", "ACTION", "TARGET TYPE", "TARGET", "BY (CLIENT ID)", "RESULT", "CORRELATION ID"], &rows);
+                }
+            }
+        }
+        AuditCommand::Export { file } => {
+            let mut after = 0;
+            let mut out = String::new();
+            loop {
+                let page = client.call(Method::GET, &format!("/v1.0/clavis/auditRecords?after={after}&limit=1000"), None).await?;
+                let records = page["value"].as_array().cloned().unwrap_or_default();
+                let Some(last) = records.last() else { break };
+                after = last["seq"].as_i64().unwrap_or(after);
+                for record in &records {
+                    out.push_str(&serde_json::to_string(record)?);
+                    out.push('\n');
+                }
+            }
+            match file {
+                Some(path) => {
+                    std::fs::write(&path, out)?;
+                    eprintln!("Exported the audit log to {}.", path.display());
+                }
+                None => print!("{out}"),
+            }
+        }
+        AuditCommand::Verify { .. } => {
+            let answer = client.call(Method::POST, "/v1.0/clavis/auditVerify", Some(json!({}))).await?;
+            match global.output {
+                Format::Json => output::json(&answer),
+                Format::Table => {
+                    if answer["intact"].as_bool().unwrap_or(false) {
+                        println!(
+                            "intact: {} records, {} signed checkpoints verified",
+                            field(&answer, "/records"),
+                            field(&answer, "/checkpointsVerified")
+                        );
+                    } else {
+                        println!("TAMPERED: {}", field(&answer, "/problem"));
+                    }
+                }
+            }
+            if !answer["intact"].as_bool().unwrap_or(false) {
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
+}

@@ -84,6 +84,13 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// The audit log: every change, hash-chained and checkpointed.
+    Audit {
+        #[command(flatten)]
+        global: cli::Global,
+        #[command(subcommand)]
+        command: cli::AuditCommand,
+    },
     /// The sign-in log: every token request with the secret it used or why it failed.
     Signins {
         #[command(flatten)]
@@ -138,6 +145,7 @@ fn main() -> ExitCode {
             Command::Token { global, command } => cli::token(&global, command).await,
             Command::Tenant { global, command } => cli::tenant(&global, command).await,
             Command::Keys { global, command } => cli::keys(&global, command).await,
+            Command::Audit { global, command } => cli::audit(&global, command).await,
             Command::Signins { global, command } => cli::signins(&global, command).await,
             Command::Diagnose { global, correlation_id } => cli::diagnose(&global, correlation_id).await,
             Command::Vault { global, command } => cli_vault::vault(&global, command).await,

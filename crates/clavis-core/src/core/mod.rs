@@ -22,6 +22,7 @@ use crate::store::{AssignmentFilter, Batch, Mutation, Store, StoredSigningKey, U
 use crate::token::{self, AccessTokenClaims, ClientCredentialsRequest, EndpointVersion, IssuedToken, TokenError};
 use crate::vault::{Secret, Vault};
 
+mod audit_ops;
 mod event_ops;
 mod lifecycle_ops;
 mod log_ops;
@@ -241,6 +242,7 @@ impl Core {
             None
         };
         core.ensure_builtin_applications().await?;
+        core.ensure_instance_key().await?;
         core.rotate_signing_keys().await?;
         core.seen_head.store(head, Ordering::Release);
         Ok((core, bootstrap))
