@@ -226,9 +226,11 @@ pub trait Store: Send + Sync + 'static {
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>>;
     /// Audit records with `seq > after`, oldest first, at most `limit`.
     async fn audit_records(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>>;
-    /// The sequence number of the newest audit record. Every state change writes one, so a node
-    /// learns that something changed (on any node) when this moves.
+    /// The sequence number of the newest audit record.
     async fn audit_head(&self) -> Result<i64>;
+    /// How many batches have changed state (records of reads do not count): a node learns that
+    /// something changed, on any node, when this moves.
+    async fn change_head(&self) -> Result<i64>;
     /// Outbox events with `seq > after`, oldest first.
     async fn events(&self, after: i64, limit: i64) -> Result<Vec<(i64, DomainEvent)>>;
 

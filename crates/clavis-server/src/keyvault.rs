@@ -370,12 +370,10 @@ async fn set(
         nbf: attributes.nbf,
         exp: attributes.exp,
     };
+    // The caller sent the value: the answer echoes it without reading it back (no read to audit).
+    let echoed = SecretValue::new(value.clone());
     match state.core.set_secret(&caller.principal, &context, &caller.vault, &name, SecretValue::new(value), properties).await {
-        Ok(version) => match state.core.get_secret(&caller.principal, &caller.vault, &version.name, Some(&version.version)).await {
-            Ok((version, value)) => value_response(&caller, &version, &value),
-            // Set-only callers (no getSecret) still get the bundle, without the value.
-            Err(_) => ok_json(Value::Object(bundle(&caller, &version, true))),
-        },
+        Ok(version) => value_response(&caller, &version, &echoed),
         Err(error) => core_error(error),
     }
 }
@@ -387,20 +385,26 @@ fn value_response(caller: &VaultCaller, version: &SecretVersion, value: &SecretV
     ok_json(Value::Object(body))
 }
 
-async fn get_latest(State(state): State<AppState>, Extension(caller): Extension<VaultCaller>, Path(name): Path<String>) -> Response {
-    read(&state, &caller, &name, None).await
+async fn get_latest(
+    State(state): State<AppState>,
+    Extension(caller): Extension<VaultCaller>,
+    Context(context): Context,
+    Path(name): Path<String>,
+) -> Response {
+    read(&state, &caller, &context, &name, None).await
 }
 
 async fn get_version(
     State(state): State<AppState>,
     Extension(caller): Extension<VaultCaller>,
+    Context(context): Context,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    read(&state, &caller, &name, Some(&version)).await
+    read(&state, &caller, &context, &name, Some(&version)).await
 }
 
-async fn read(state: &AppState, caller: &VaultCaller, name: &str, version: Option<&str>) -> Response {
-    match state.core.get_secret(&caller.principal, &caller.vault, name, version).await {
+async fn read(state: &AppState, caller: &VaultCaller, context: &RequestContext, name: &str, version: Option<&str>) -> Response {
+    match state.core.get_secret(&caller.principal, context, &caller.vault, name, version).await {
         Ok((version, value)) => value_response(caller, &version, &value),
         Err(error) => core_error(error),
     }
@@ -639,8 +643,12 @@ async fn delete_named_restore(
     remove(&state, &caller, &context, "restore").await
 }
 
-async fn get_named_restore(State(state): State<AppState>, Extension(caller): Extension<VaultCaller>) -> Response {
-    read(&state, &caller, "restore", None).await
+async fn get_named_restore(
+    State(state): State<AppState>,
+    Extension(caller): Extension<VaultCaller>,
+    Context(context): Context,
+) -> Response {
+    read(&state, &caller, &context, "restore", None).await
 }
 
 /// The vault a Host names, if it is `{vault}.vault.{public host}[:port]`.

@@ -18,7 +18,7 @@ pub(crate) async fn apply(store: &SqlStore, batch: &Batch) -> Result<()> {
     for mutation in &batch.mutations {
         apply_one(&mut tx, store.dialect, mutation).await?;
     }
-    append_changes(&mut tx, store.dialect, &batch.changes).await?;
+    append_changes(&mut tx, store.dialect, &batch.changes, !batch.mutations.is_empty()).await?;
     tx.commit().await.map_err(backend_error)
 }
 
@@ -292,7 +292,7 @@ async fn insert_identifier_uris(tx: &mut Tx<'_>, application: &Application) -> R
 
 /// Appends the batch's audit records to the chain and its events to the outbox. The chain head
 /// row is locked for the transaction, so appends from several nodes serialize.
-async fn append_changes(tx: &mut Tx<'_>, dialect: Dialect, changes: &[Change]) -> Result<()> {
+async fn append_changes(tx: &mut Tx<'_>, dialect: Dialect, changes: &[Change], state_changed: bool) -> Result<()> {
     if changes.is_empty() {
         return Err(CoreError::Internal("a state change without an audit record was refused".into()));
     }
@@ -340,9 +340,12 @@ async fn append_changes(tx: &mut Tx<'_>, dialect: Dialect, changes: &[Change]) -
                 .map_err(backend_error)?;
         }
     }
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+    // `changes` counts batches that changed state (not records of reads): nodes poll it to
+    // know when to drop their caches.
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, changes = changes + $3 WHERE id = 1")
         .bind(seq)
         .bind(&prev_hash)
+        .bind(i64::from(state_changed))
         .execute(&mut **tx)
         .await
         .map_err(backend_error)?;

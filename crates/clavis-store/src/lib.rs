@@ -284,6 +284,11 @@ impl Store for SqlStore {
         read::audit_records(&self.read, after, limit).await
     }
 
+    async fn change_head(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT changes FROM audit_head WHERE id = 1").fetch_one(&self.read).await.map_err(backend_error)?;
+        int(&row, "changes")
+    }
+
     async fn audit_head(&self) -> Result<i64> {
         let row = sqlx::query("SELECT seq FROM audit_head WHERE id = 1").fetch_one(&self.read).await.map_err(backend_error)?;
         int(&row, "seq")

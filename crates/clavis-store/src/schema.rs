@@ -16,6 +16,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, description: "vaults", template: V2 },
     Migration { version: 3, description: "revocations, notices, webhooks, rotation", template: V3 },
     Migration { version: 4, description: "sign-in log, request failures, audit checkpoints", template: V4 },
+    Migration { version: 5, description: "state-change counter apart from the audit head", template: V5 },
 ];
 
 const V1: &str = r#"
@@ -263,6 +264,8 @@ CREATE TABLE audit_checkpoints (
     signature TEXT NOT NULL
 )
 "#;
+
+const V5: &str = "ALTER TABLE audit_head ADD COLUMN changes BIGINT NOT NULL DEFAULT 0";
 
 /// The DDL of a migration for a backend.
 pub(crate) fn ddl(template: &str, postgres: bool) -> String {

@@ -181,6 +181,7 @@ pub struct Core {
     buckets: Mutex<HashMap<String, vault_ops::Bucket>>,
     usage: Mutex<HashMap<String, UsageUpdate>>,
     logs: Mutex<log_ops::LogBuffer>,
+    read_audit: vault_ops::ReadAudit,
     usage_dropped: AtomicU64,
     seen_head: AtomicI64,
 }
@@ -231,10 +232,11 @@ impl Core {
             buckets: Mutex::default(),
             usage: Mutex::default(),
             logs: Mutex::default(),
+            read_audit: vault_ops::ReadAudit::default(),
             usage_dropped: AtomicU64::new(0),
             seen_head: AtomicI64::new(0),
         };
-        let head = core.store.audit_head().await?;
+        let head = core.store.change_head().await?;
         core.reload().await?;
         let bootstrap = if core.tenants.read().unwrap_or_else(|e| e.into_inner()).by_key.is_empty() {
             Some(core.create_default_tenant().await?)
@@ -367,7 +369,7 @@ impl Core {
     /// caches are dropped and tenants and keys reloaded. Called every `poll_interval`; that
     /// interval bounds how long another node's change takes to be seen here.
     pub async fn refresh(&self) -> Result<bool> {
-        let head = self.store.audit_head().await?;
+        let head = self.store.change_head().await?;
         if head == self.seen_head.load(Ordering::Acquire) {
             return Ok(false);
         }

@@ -1,7 +1,7 @@
 //! Vault operations of [`Core`]: the Key Vault data plane (every secrets operation, authorized by
 //! vault roles) and vault management (create, settings, delete, role grants).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -89,6 +89,15 @@ fn backup_aad(tenant_id: &str) -> Vec<u8> {
 
 fn bad_parameter(message: String) -> CoreError {
     CoreError::Invalid(message)
+}
+
+/// Group commit of value-read audit records: readers queue their records; whoever holds the
+/// commit lock writes everything queued in one transaction (one fsync) and tells each reader its
+/// outcome. A reader gets its value only once its record is durable (fail-closed).
+#[derive(Debug, Default)]
+pub(super) struct ReadAudit {
+    queue: Mutex<Vec<(Change, tokio::sync::oneshot::Sender<std::result::Result<(), String>>)>>,
+    committing: tokio::sync::Mutex<()>,
 }
 
 /// A token bucket per vault, for the vault's `rate_limit`.
@@ -294,10 +303,12 @@ impl Core {
         }
     }
 
-    /// Reads a value: the latest version, or the one named.
+    /// Reads a value: the latest version, or the one named. The read is in the audit log before
+    /// the value is returned.
     pub async fn get_secret(
         &self,
         principal: &Principal,
+        context: &RequestContext,
         vault: &Vault,
         name: &str,
         version: Option<&str>,
@@ -308,7 +319,27 @@ impl Core {
         let found = Self::find_version(&secret, version)?;
         vault::readable(vault, found, self.now())?;
         let value = self.open_value(vault, found)?;
+        self.audit_read(self.data_change(principal, context, vault, "vaultSecret.read", &secret.name, json!({"version": found.version})))
+            .await?;
         Ok((found.clone(), value))
+    }
+
+    /// Writes a read's audit record through the group commit and waits until it is durable.
+    async fn audit_read(&self, change: Change) -> Result<()> {
+        let (sender, mut receiver) = tokio::sync::oneshot::channel();
+        self.read_audit.queue.lock().unwrap_or_else(|e| e.into_inner()).push((change, sender));
+        let _turn = self.read_audit.committing.lock().await;
+        // A committer that ran while this reader waited may have written its record already.
+        if let Ok(outcome) = receiver.try_recv() {
+            return outcome.map_err(CoreError::Store);
+        }
+        let group: Vec<_> = std::mem::take(&mut *self.read_audit.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        let (changes, senders): (Vec<Change>, Vec<_>) = group.into_iter().unzip();
+        let outcome = self.store.apply(&Batch { mutations: Vec::new(), changes }).await.map_err(|e| e.to_string());
+        for sender in senders {
+            let _ = sender.send(outcome.clone());
+        }
+        receiver.await.unwrap_or_else(|_| Err("the read's audit record was lost".into())).map_err(CoreError::Store)
     }
 
     /// Changes a version's properties.
@@ -454,7 +485,15 @@ impl Core {
         let payload = serde_json::to_vec(&BackupPayload { tenant: vault.tenant_id.clone(), name: secret.name.clone(), versions })
             .map_err(|e| CoreError::Internal(e.to_string()))?;
         let (key_id, sealed) = self.material.seal(&payload, &backup_aad(&vault.tenant_id))?;
-        let _ = context; // Reads, backups included, are recorded with the audit log's read records.
+        self.audit_read(self.data_change(
+            principal,
+            context,
+            vault,
+            "vaultSecret.backup",
+            &secret.name,
+            json!({"versions": secret.versions.len()}),
+        ))
+        .await?;
         let mut blob = BACKUP_MAGIC.to_vec();
         blob.push(key_id.len() as u8);
         blob.extend_from_slice(key_id.as_bytes());

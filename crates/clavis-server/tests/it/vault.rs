@@ -6,6 +6,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
+use clavis_core::store::Store as _;
+
 use crate::support::{Backend, TestApp};
 
 /// Calls a vault with a bearer token (or none) and returns status, headers and JSON.
@@ -350,5 +352,61 @@ both_backends!(values_are_encrypted_at_rest_and_bound_to_their_row, |app| Box::p
     let (status, _, answer) = kv(&app, "kv1", Some(&token), Method::GET, "/secrets/m1/", None).await;
     assert_eq!(status, 500, "{answer}");
     assert!(!answer.to_string().contains(markers[0]));
+    app
+}));
+
+both_backends!(value_reads_are_audited_and_fail_closed, |app| Box::pin(async move {
+    create_vault(&app, json!({"name": "kv1"})).await;
+    let token = app.vault_token(&app.admin_client_id, &app.admin_secret.clone()).await;
+    let (status, _, _) = kv(&app, "kv1", Some(&token), Method::PUT, "/secrets/watched", Some(r#"{"value":"audited-value-1"}"#)).await;
+    assert_eq!(status, 200);
+    app.remember("audited-value-1");
+    // Concurrent reads are grouped into few transactions, and each is recorded.
+    let mut reads = Vec::new();
+    for _ in 0..20 {
+        let (http, url, token) =
+            (app.vault_http("kv1"), format!("{}/secrets/watched/?api-version=7.6", app.vault_url("kv1")), token.clone());
+        reads.push(tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().status() }));
+    }
+    for read in reads {
+        assert_eq!(read.await.unwrap(), 200);
+    }
+    let records = app.store.audit_records(0, 10_000).await.unwrap();
+    let read_records: Vec<_> = records.iter().filter(|r| r.action == "vaultSecret.read" && r.target_id == "kv1/watched").collect();
+    assert_eq!(read_records.len(), 20);
+    assert!(read_records
+        .iter()
+        .all(|r| r.actor.app_id.as_deref() == Some(app.admin_client_id.as_str()) && !r.context.correlation_id.is_empty()));
+    // Reads do not count as state changes: caches stay warm.
+    let changes = app.store.change_head().await.unwrap();
+    let (status, _, _) = kv(&app, "kv1", Some(&token), Method::GET, "/secrets/watched/", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.store.change_head().await.unwrap(), changes);
+    // When the record cannot be written, the value is not returned.
+    let pool = app.store.write_pool().clone();
+    let (create, drop) = match app.backend {
+        Backend::Sqlite => (
+            vec!["CREATE TRIGGER refuse_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END"],
+            "DROP TRIGGER refuse_audit",
+        ),
+        Backend::Postgres => (
+            vec![
+                "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+            ],
+            "DROP TRIGGER refuse_audit ON audit",
+        ),
+    };
+    for statement in create {
+        sqlx::Executor::execute(&pool, statement).await.unwrap();
+    }
+    let (status, headers, answer) = kv(&app, "kv1", Some(&token), Method::GET, "/secrets/watched/", None).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(!answer.to_string().contains("audited-value-1"));
+    sqlx::Executor::execute(&pool, drop).await.unwrap();
+    let (status, _, _) = kv(&app, "kv1", Some(&token), Method::GET, "/secrets/watched/", None).await;
+    assert_eq!(status, 200);
+    app.remember(&token);
     app
 }));
