@@ -3,6 +3,11 @@
 //! memory and written in batches (`Core::flush_logs`), so the token path never waits on a write;
 //! a crash loses at most one flush interval of records.
 //!
+//! Failures are recorded one by one. Successes are aggregated, like Entra's aggregated
+//! non-interactive sign-ins: within one flush interval, successes of the same client, secret,
+//! resource, address and user agent become one record with `attempts`, the last time and the
+//! last correlation id, so a busy client costs one row per interval, not one per token.
+//!
 //! Request failures of the other APIs (management, vault) are kept the same way, so
 //! `clavis diagnose CORRELATION_ID` can explain any failed request.
 
@@ -38,6 +43,8 @@ pub struct SignIn {
     pub correlation_id: String,
     /// The client's user agent.
     pub user_agent: String,
+    /// Requests this record stands for (successes are aggregated per flush interval).
+    pub attempts: i64,
 }
 
 /// A refused or failed request of the management or vault APIs.

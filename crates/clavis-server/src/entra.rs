@@ -444,6 +444,7 @@ async fn token(
         client_ip: client_ip.clone(),
         correlation_id: correlation.correlation_id.clone(),
         user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
+        attempts: 1,
     };
     let outcome = issue(&state, &tenant, &client_ip, &headers, body, endpoint, &mut record).await;
     let response = match &outcome {

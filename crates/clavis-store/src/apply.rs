@@ -13,6 +13,9 @@ use crate::{backend_error, int, micros, text, Dialect, SqlStore};
 
 pub(crate) type Tx<'a> = Transaction<'a, Any>;
 
+/// Audit records per INSERT statement (12 parameters each, far below both backends' limits).
+const AUDIT_ROWS_PER_STATEMENT: usize = 32;
+
 pub(crate) async fn apply(store: &SqlStore, batch: &Batch) -> Result<()> {
     let mut tx = store.write.begin().await.map_err(backend_error)?;
     for mutation in &batch.mutations {
@@ -302,43 +305,71 @@ async fn append_changes(tx: &mut Tx<'_>, dialect: Dialect, changes: &[Change], s
         .map_err(backend_error)?;
     let mut seq = int(&head, "seq")?;
     let mut prev_hash = text(&head, "hash")?;
+    let mut records = Vec::with_capacity(changes.len());
     for change in changes {
         let mut record = change.audit.clone();
         seq += 1;
         record.seq = seq;
         record.prev_hash = prev_hash.clone();
         record.hash = chain_hash(&record);
-        sqlx::query(
-            "INSERT INTO audit (seq, at, tenant_id, actor, action, target_type, target_id, result, context, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(record.seq)
-        .bind(micros(record.at))
-        .bind(&record.tenant_id)
-        .bind(json!(record.actor).to_string())
-        .bind(&record.action)
-        .bind(&record.target_type)
-        .bind(&record.target_id)
-        .bind(&record.result)
-        .bind(json!(record.context).to_string())
-        .bind(record.details.to_string())
-        .bind(&record.prev_hash)
-        .bind(&record.hash)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend_error)?;
-        prev_hash = record.hash;
-        for event in &change.events {
-            sqlx::query("INSERT INTO events (id, at, tenant_id, event_type, subject, data) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(&event.id)
-                .bind(micros(event.at))
-                .bind(&event.tenant_id)
-                .bind(&event.event_type)
-                .bind(&event.subject)
-                .bind(event.data.to_string())
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
+        prev_hash = record.hash.clone();
+        records.push(record);
+    }
+    // Many records (a group of audited reads) go in a few multi-row statements.
+    for chunk in records.chunks(AUDIT_ROWS_PER_STATEMENT) {
+        let tuples: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = i * 12;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8,
+                    p + 9,
+                    p + 10,
+                    p + 11,
+                    p + 12
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO audit (seq, at, tenant_id, actor, action, target_type, target_id, result, context, details, prev_hash, hash) VALUES {}",
+            tuples.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for record in chunk {
+            query = query
+                .bind(record.seq)
+                .bind(micros(record.at))
+                .bind(record.tenant_id.clone())
+                .bind(json!(record.actor).to_string())
+                .bind(record.action.clone())
+                .bind(record.target_type.clone())
+                .bind(record.target_id.clone())
+                .bind(record.result.clone())
+                .bind(json!(record.context).to_string())
+                .bind(record.details.to_string())
+                .bind(record.prev_hash.clone())
+                .bind(record.hash.clone());
         }
+        query.execute(&mut **tx).await.map_err(backend_error)?;
+    }
+    for event in changes.iter().flat_map(|c| &c.events) {
+        sqlx::query("INSERT INTO events (id, at, tenant_id, event_type, subject, data) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&event.id)
+            .bind(micros(event.at))
+            .bind(&event.tenant_id)
+            .bind(&event.event_type)
+            .bind(&event.subject)
+            .bind(event.data.to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?;
     }
     // `changes` counts batches that changed state (not records of reads): nodes poll it to
     // know when to drop their caches.

@@ -9,7 +9,7 @@ use clavis_core::Result;
 use crate::{backend_error, instant, int, micros, text, SqlStore};
 
 const SIGNIN_COLUMNS: &str =
-    "id, at, tenant, client_id, key_id, resource, result, error_code, diagnosis, client_ip, correlation_id, user_agent";
+    "id, at, tenant, client_id, key_id, resource, result, error_code, diagnosis, client_ip, correlation_id, user_agent, attempts";
 const FAILURE_COLUMNS: &str = "id, at, method, route, status, error_code, message, client_ip, correlation_id";
 
 fn signin_row(row: &AnyRow) -> Result<SignIn> {
@@ -26,6 +26,7 @@ fn signin_row(row: &AnyRow) -> Result<SignIn> {
         client_ip: text(row, "client_ip")?,
         correlation_id: text(row, "correlation_id")?,
         user_agent: text(row, "user_agent")?,
+        attempts: int(row, "attempts")?,
     })
 }
 
@@ -47,7 +48,7 @@ impl SqlStore {
     pub(crate) async fn append(&self, signins: &[SignIn], failures: &[RequestFailure]) -> Result<()> {
         let mut tx = self.write_pool().begin().await.map_err(backend_error)?;
         for s in signins {
-            sqlx::query(&format!("INSERT INTO signins ({SIGNIN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+            sqlx::query(&format!("INSERT INTO signins ({SIGNIN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"))
                 .bind(&s.id)
                 .bind(micros(s.at))
                 .bind(&s.tenant)
@@ -60,6 +61,7 @@ impl SqlStore {
                 .bind(&s.client_ip)
                 .bind(&s.correlation_id)
                 .bind(&s.user_agent)
+                .bind(s.attempts)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend_error)?;

@@ -240,7 +240,8 @@ CREATE TABLE signins (
     diagnosis TEXT NOT NULL,
     client_ip TEXT NOT NULL,
     correlation_id TEXT NOT NULL,
-    user_agent TEXT NOT NULL
+    user_agent TEXT NOT NULL,
+    attempts BIGINT NOT NULL
 );
 CREATE INDEX signins_at ON signins (at);
 CREATE INDEX signins_correlation ON signins (correlation_id);

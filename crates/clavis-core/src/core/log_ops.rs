@@ -18,19 +18,49 @@ const LOG_BUFFER_MAX: usize = 100_000;
 #[derive(Debug, Default)]
 pub(super) struct LogBuffer {
     signins: Vec<SignIn>,
+    /// Successes aggregated by (tenant, client, secret, resource, address, agent).
+    successes: std::collections::HashMap<(String, String, String, String, String, String), SignIn>,
     failures: Vec<RequestFailure>,
     dropped: u64,
 }
 
+impl LogBuffer {
+    fn len(&self) -> usize {
+        self.signins.len() + self.successes.len() + self.failures.len()
+    }
+}
+
 impl Core {
-    /// Buffers a sign-in record (written by [`Core::flush_logs`]).
+    /// Buffers a sign-in record (written by [`Core::flush_logs`]); successes are aggregated.
     pub fn record_signin(&self, mut signin: SignIn) {
-        signin.id = random::guid();
         signin.client_id = signin.client_id.chars().take(200).collect::<String>().to_ascii_lowercase();
         signin.resource = signin.resource.chars().take(500).collect();
         signin.user_agent = signin.user_agent.chars().take(200).collect();
+        signin.attempts = 1;
         let mut buffer = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-        if buffer.signins.len() + buffer.failures.len() < LOG_BUFFER_MAX {
+        if signin.result == "success" {
+            let key = (
+                signin.tenant.clone(),
+                signin.client_id.clone(),
+                signin.key_id.clone(),
+                signin.resource.clone(),
+                signin.client_ip.clone(),
+                signin.user_agent.clone(),
+            );
+            if let Some(existing) = buffer.successes.get_mut(&key) {
+                existing.attempts += 1;
+                existing.at = signin.at;
+                existing.correlation_id = signin.correlation_id;
+                return;
+            }
+            if buffer.len() < LOG_BUFFER_MAX {
+                signin.id = random::guid();
+                buffer.successes.insert(key, signin);
+            } else {
+                buffer.dropped += 1;
+            }
+        } else if buffer.len() < LOG_BUFFER_MAX {
+            signin.id = random::guid();
             buffer.signins.push(signin);
         } else {
             buffer.dropped += 1;
@@ -42,7 +72,7 @@ impl Core {
         failure.id = random::guid();
         failure.message = failure.message.chars().take(2000).collect();
         let mut buffer = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-        if buffer.signins.len() + buffer.failures.len() < LOG_BUFFER_MAX {
+        if buffer.len() < LOG_BUFFER_MAX {
             buffer.failures.push(failure);
         } else {
             buffer.dropped += 1;
@@ -58,7 +88,9 @@ impl Core {
     pub async fn flush_logs(&self) -> Result<usize> {
         let (signins, failures) = {
             let mut buffer = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-            (std::mem::take(&mut buffer.signins), std::mem::take(&mut buffer.failures))
+            let mut signins = std::mem::take(&mut buffer.signins);
+            signins.extend(std::mem::take(&mut buffer.successes).into_values());
+            (signins, std::mem::take(&mut buffer.failures))
         };
         if signins.is_empty() && failures.is_empty() {
             return Ok(0);
