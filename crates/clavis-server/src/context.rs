@@ -67,9 +67,10 @@ pub async fn edge(axum::extract::State(state): axum::extract::State<AppState>, m
         Correlation { correlation_id: supplied.unwrap_or_else(next_id), trace_id: next_id(), public_url: state.public_url.clone() };
     request.extensions_mut().insert(correlation.clone());
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let client_ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "(unmatched)".into());
+    // Kept only where needed: the tenant segment of token paths (metrics), the peer for failures.
+    let path = if route.contains("/oauth2/") { request.uri().path().to_string() } else { String::new() };
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let mut response = next.run(request).await;
     if let Some(deferred) = response.extensions_mut().remove::<crate::error::DeferredBody>() {
         let body = (deferred.0)(&correlation);
@@ -106,7 +107,7 @@ pub async fn edge(axum::extract::State(state): axum::extract::State<AppState>, m
             status: i64::from(status),
             error_code: code.to_string(),
             message: response.extensions().get::<ErrorMessage>().map(|m| m.0.clone()).unwrap_or_default(),
-            client_ip,
+            client_ip: peer.map(|ip| ip.to_string()).unwrap_or_default(),
             correlation_id: correlation.correlation_id.clone(),
         });
     }

@@ -72,6 +72,9 @@ pub fn spawn(
                     if let Err(error) = core.flush_logs().await {
                         tracing::warn!(%error, "sign-in log flush failed; kept for the next attempt");
                     }
+                    if let Err(error) = core.flush_read_audit().await {
+                        tracing::warn!(%error, "audit flush of buffered reads failed; kept for the next attempt");
+                    }
                 }
                 _ = rotate.tick() => {
                     let result = core.rotate_signing_keys().await;
@@ -131,6 +134,9 @@ pub fn spawn(
         }
         if let Err(error) = core.flush_logs().await {
             tracing::warn!(%error, "final sign-in log flush failed");
+        }
+        if let Err(error) = core.flush_read_audit().await {
+            tracing::warn!(%error, "final audit flush of buffered reads failed");
         }
     })
 }

@@ -99,8 +99,10 @@ pub struct Observed<'a> {
 /// Every metric of a node.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Token requests by tenant, result and AADSTS code.
+    /// Failed token requests by tenant, result and AADSTS code.
     pub token_requests: Counters,
+    /// Successful token requests by tenant.
+    pub token_successes: std::sync::RwLock<BTreeMap<String, AtomicU64>>,
     /// Token request latency.
     pub token_latency: Histogram,
     /// Vault requests by operation and result.
@@ -122,9 +124,26 @@ impl Metrics {
         let result = if status < 400 { "success" } else { "failure" };
         if route.contains("/oauth2/") && route.ends_with("token") {
             let segment = path.trim_start_matches('/').split('/').next().unwrap_or_default();
-            let tenant = state.core.resolve_tenant(segment).map(|t| t.id.clone()).unwrap_or_else(|| "unknown".into());
-            self.token_requests.add(vec![("tenant", tenant), ("result", result.into()), ("code", code.into())], 1);
+            let tenant = state.core.resolve_tenant(segment);
             self.token_latency.observe(micros);
+            if status < 400 {
+                // The hot path: a read lock and an atomic add, no allocation once warm.
+                if let Some(tenant) = tenant {
+                    if let Some(counter) = self.token_successes.read().unwrap_or_else(|e| e.into_inner()).get(tenant.id.as_str()) {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    self.token_successes
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(tenant.id.clone())
+                        .or_default()
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            let tenant = tenant.map(|t| t.id.clone()).unwrap_or_else(|| "unknown".into());
+            self.token_requests.add(vec![("tenant", tenant), ("result", result.into()), ("code", code.into())], 1);
         } else if route.starts_with("/secrets") || route.starts_with("/deletedsecrets") {
             self.vault_requests.add(vec![("operation", format!("{method} {route}")), ("result", result.into()), ("code", code.into())], 1);
             self.vault_latency.observe(micros);
@@ -139,6 +158,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let metrics = &state.metrics;
     let mut out = String::with_capacity(4096);
     metrics.token_requests.render(&mut out, "clavis_token_requests_total", "Token requests by tenant, result and AADSTS code.", "counter");
+    for (tenant, count) in metrics.token_successes.read().unwrap_or_else(|e| e.into_inner()).iter() {
+        let labels = label_text(&[("tenant", tenant.clone()), ("result", "success".into()), ("code", String::new())]);
+        let _ = writeln!(out, "clavis_token_requests_total{labels} {}", count.load(Ordering::Relaxed));
+    }
     metrics.token_latency.render(&mut out, "clavis_token_request_duration_seconds", "Token request latency.");
     metrics.vault_requests.render(
         &mut out,

@@ -33,6 +33,7 @@ struct Raw {
     tokens: RawTokens,
     credentials: RawCredentials,
     lifecycle: RawLifecycle,
+    audit: RawAudit,
     logs: RawLogs,
     signing_keys: RawSigningKeys,
     jobs: RawJobs,
@@ -57,6 +58,12 @@ struct RawTokens {
 #[serde(deny_unknown_fields)]
 struct RawCredentials {
     clock_skew_seconds: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    value_reads: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +155,7 @@ pub struct Config {
     pub clock_skew: Duration,
     pub notice_thresholds_days: Vec<i64>,
     pub log_retention: Duration,
+    pub buffered_read_audit: bool,
     pub rotation_period: Duration,
     pub publish_ahead: Duration,
     pub refresh_interval: std::time::Duration,
@@ -303,6 +311,11 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
                 raw.lifecycle.notice_thresholds_days
             )
         })?;
+    let buffered_read_audit = match raw.audit.value_reads.as_str() {
+        "durable" => false,
+        "buffered" => true,
+        other => bail!("audit.value_reads must be 'durable' or 'buffered', not '{other}'"),
+    };
     if !(1..=3650).contains(&raw.logs.retention_days) {
         bail!("logs.retention_days must be between 1 and 3650");
     }
@@ -334,6 +347,7 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
         clock_skew: Duration::seconds(raw.credentials.clock_skew_seconds),
         notice_thresholds_days,
         log_retention: Duration::days(raw.logs.retention_days),
+        buffered_read_audit,
         rotation_period: Duration::days(raw.signing_keys.rotation_days),
         publish_ahead: Duration::hours(raw.signing_keys.publish_ahead_hours),
         refresh_interval: interval("refresh_interval_ms", raw.jobs.refresh_interval_ms)?,

@@ -159,6 +159,7 @@ pub async fn run(config: Config) -> Result<()> {
         default_signing_algorithm: config.signing_algorithm,
         vault_resource: crate::config::vault_resource(&config),
         notice_thresholds_days: config.notice_thresholds_days.clone(),
+        buffered_read_audit: config.buffered_read_audit,
     };
     let store_for_close = store.clone();
     let (core, bootstrap) =

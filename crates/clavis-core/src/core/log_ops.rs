@@ -19,7 +19,9 @@ const LOG_BUFFER_MAX: usize = 100_000;
 pub(super) struct LogBuffer {
     signins: Vec<SignIn>,
     /// Successes aggregated by (tenant, client, secret, resource, address, agent).
-    successes: std::collections::HashMap<(String, String, String, String, String, String), SignIn>,
+    /// Successes aggregated by a hash of (tenant, client, secret, resource, address, agent);
+    /// a hash collision with different fields is kept as a separate record.
+    successes: std::collections::HashMap<u64, SignIn>,
     failures: Vec<RequestFailure>,
     dropped: u64,
 }
@@ -30,32 +32,51 @@ impl LogBuffer {
     }
 }
 
+fn truncate_in_place(text: &mut String, max_chars: usize) {
+    if text.len() > max_chars {
+        if let Some((index, _)) = text.char_indices().nth(max_chars) {
+            text.truncate(index);
+        }
+    }
+}
+
 impl Core {
     /// Buffers a sign-in record (written by [`Core::flush_logs`]); successes are aggregated.
     pub fn record_signin(&self, mut signin: SignIn) {
-        signin.client_id = signin.client_id.chars().take(200).collect::<String>().to_ascii_lowercase();
-        signin.resource = signin.resource.chars().take(500).collect();
-        signin.user_agent = signin.user_agent.chars().take(200).collect();
+        // Bounded and normalized without copying in the common case (short, lower-case values).
+        truncate_in_place(&mut signin.client_id, 200);
+        if signin.client_id.bytes().any(|b| b.is_ascii_uppercase()) {
+            signin.client_id.make_ascii_lowercase();
+        }
+        truncate_in_place(&mut signin.resource, 500);
+        truncate_in_place(&mut signin.user_agent, 200);
         signin.attempts = 1;
         let mut buffer = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         if signin.result == "success" {
-            let key = (
-                signin.tenant.clone(),
-                signin.client_id.clone(),
-                signin.key_id.clone(),
-                signin.resource.clone(),
-                signin.client_ip.clone(),
-                signin.user_agent.clone(),
-            );
+            let key = {
+                use std::hash::{Hash as _, Hasher as _};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                (&signin.tenant, &signin.client_id, &signin.key_id, &signin.resource, &signin.client_ip, &signin.user_agent)
+                    .hash(&mut hasher);
+                hasher.finish()
+            };
             if let Some(existing) = buffer.successes.get_mut(&key) {
-                existing.attempts += 1;
-                existing.at = signin.at;
-                existing.correlation_id = signin.correlation_id;
-                return;
+                if (&existing.tenant, &existing.client_id, &existing.key_id, &existing.resource, &existing.client_ip, &existing.user_agent)
+                    == (&signin.tenant, &signin.client_id, &signin.key_id, &signin.resource, &signin.client_ip, &signin.user_agent)
+                {
+                    existing.attempts += 1;
+                    existing.at = signin.at;
+                    existing.correlation_id = signin.correlation_id;
+                    return;
+                }
             }
             if buffer.len() < LOG_BUFFER_MAX {
                 signin.id = random::guid();
-                buffer.successes.insert(key, signin);
+                if let std::collections::hash_map::Entry::Vacant(slot) = buffer.successes.entry(key) {
+                    slot.insert(signin);
+                } else {
+                    buffer.signins.push(signin);
+                }
             } else {
                 buffer.dropped += 1;
             }

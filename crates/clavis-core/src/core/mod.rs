@@ -51,6 +51,9 @@ pub struct CoreSettings {
     pub default_tenant_name: String,
     /// The default tenant's signing algorithm.
     pub default_signing_algorithm: Algorithm,
+    /// Record vault value reads in the audit log in batches (within a second, not fail-closed)
+    /// instead of before each value is returned.
+    pub buffered_read_audit: bool,
     /// Days before expiry at which credentials and vault secrets get a near-expiry notice; the
     /// largest is the "expiring" window of credential states.
     pub notice_thresholds_days: Vec<i64>,
@@ -389,7 +392,12 @@ impl Core {
 
     /// Finds a tenant by GUID or domain name (case-insensitive).
     pub fn resolve_tenant(&self, tenant: &str) -> Option<Arc<Tenant>> {
-        self.tenant_index().by_key.get(&tenant.to_ascii_lowercase()).cloned()
+        let index = self.tenant_index();
+        // Clients send the id as given at registration (lower-case): look it up without copying.
+        if let Some(found) = index.by_key.get(tenant) {
+            return Some(found.clone());
+        }
+        index.by_key.get(&tenant.to_ascii_lowercase()).cloned()
     }
 
     /// Every tenant, once each, in id order.

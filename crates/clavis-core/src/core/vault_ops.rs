@@ -98,6 +98,8 @@ fn bad_parameter(message: String) -> CoreError {
 pub(super) struct ReadAudit {
     queue: Mutex<Vec<(Change, tokio::sync::oneshot::Sender<std::result::Result<(), String>>)>>,
     committing: tokio::sync::Mutex<()>,
+    /// Records of reads in `buffered` mode, written by [`Core::flush_read_audit`].
+    pending: Mutex<Vec<Change>>,
 }
 
 /// A token bucket per vault, for the vault's `rate_limit`.
@@ -324,8 +326,27 @@ impl Core {
         Ok((found.clone(), value))
     }
 
-    /// Writes a read's audit record through the group commit and waits until it is durable.
+    /// Writes the records of reads buffered in `buffered` mode (a job, every second).
+    pub async fn flush_read_audit(&self) -> Result<usize> {
+        let changes: Vec<Change> = std::mem::take(&mut *self.read_audit.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let count = changes.len();
+        if let Err(error) = self.store.apply(&Batch { mutations: Vec::new(), changes: changes.clone() }).await {
+            self.read_audit.pending.lock().unwrap_or_else(|e| e.into_inner()).splice(0..0, changes);
+            return Err(error);
+        }
+        Ok(count)
+    }
+
+    /// Writes a read's audit record: by default through the group commit, returning once it is
+    /// durable (fail-closed); in `buffered` mode into the next flush.
     async fn audit_read(&self, change: Change) -> Result<()> {
+        if self.settings.buffered_read_audit {
+            self.read_audit.pending.lock().unwrap_or_else(|e| e.into_inner()).push(change);
+            return Ok(());
+        }
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
         self.read_audit.queue.lock().unwrap_or_else(|e| e.into_inner()).push((change, sender));
         let _turn = self.read_audit.committing.lock().await;

@@ -145,6 +145,7 @@ pub fn settings(public_url: &str, algorithm: Algorithm) -> CoreSettings {
         default_tenant_name: "Contoso".into(),
         default_signing_algorithm: algorithm,
         notice_thresholds_days: vec![30, 14, 7, 1],
+        buffered_read_audit: false,
         vault_resource: format!("https://vault.{}", public_url.trim_start_matches("https://")),
     }
 }
