@@ -333,7 +333,7 @@ impl Core {
             return Ok(0);
         }
         let count = changes.len();
-        if let Err(error) = self.store.apply(&Batch { mutations: Vec::new(), changes: changes.clone() }).await {
+        if let Err(error) = self.store.apply(&Batch { mutations: Vec::new(), changes: merge_reads(changes.clone()) }).await {
             self.read_audit.pending.lock().unwrap_or_else(|e| e.into_inner()).splice(0..0, changes);
             return Err(error);
         }
@@ -356,7 +356,7 @@ impl Core {
         }
         let group: Vec<_> = std::mem::take(&mut *self.read_audit.queue.lock().unwrap_or_else(|e| e.into_inner()));
         let (changes, senders): (Vec<Change>, Vec<_>) = group.into_iter().unzip();
-        let outcome = self.store.apply(&Batch { mutations: Vec::new(), changes }).await.map_err(|e| e.to_string());
+        let outcome = self.store.apply(&Batch { mutations: Vec::new(), changes: merge_reads(changes) }).await.map_err(|e| e.to_string());
         for sender in senders {
             let _ = sender.send(outcome.clone());
         }
@@ -800,6 +800,46 @@ pub enum VaultStateChange {
     Recover,
     /// Remove for good.
     Purge,
+}
+
+/// Merges the records of reads written together: reads by the same principal, of the same
+/// version, from the same address and user agent become one record whose details count them and
+/// list every read's correlation id. Every read stays in the log; a burst costs one record.
+fn merge_reads(changes: Vec<Change>) -> Vec<Change> {
+    let mut merged: Vec<Change> = Vec::new();
+    let mut index: std::collections::HashMap<(String, String, String, String, String, String, String), usize> =
+        std::collections::HashMap::new();
+    for change in changes {
+        let record = &change.audit;
+        let key = (
+            record.tenant_id.clone(),
+            record.actor.id.clone(),
+            record.action.clone(),
+            record.target_id.clone(),
+            record.details.get("version").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            record.context.client_ip.clone(),
+            record.context.user_agent.clone(),
+        );
+        match index.get(&key) {
+            Some(&position) => {
+                let target = &mut merged[position].audit.details;
+                target["reads"] = json!(target["reads"].as_i64().unwrap_or(1) + 1);
+                if let Some(ids) = target["correlationIds"].as_array_mut() {
+                    ids.push(json!(change.audit.context.correlation_id));
+                }
+                merged[position].audit.at = change.audit.at;
+            }
+            None => {
+                let mut change = change;
+                let correlation = change.audit.context.correlation_id.clone();
+                change.audit.details["reads"] = json!(1);
+                change.audit.details["correlationIds"] = json!([correlation]);
+                index.insert(key, merged.len());
+                merged.push(change);
+            }
+        }
+    }
+    merged
 }
 
 fn not_found(name: &str) -> CoreError {
