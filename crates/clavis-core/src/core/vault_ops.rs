@@ -802,6 +802,9 @@ pub enum VaultStateChange {
     Purge,
 }
 
+/// At most this many reads share one audit record (bounding a record's size).
+const MAX_READS_PER_RECORD: i64 = 256;
+
 /// Merges the records of reads written together: reads by the same principal, of the same
 /// version, from the same address and user agent become one record whose details count them and
 /// list every read's correlation id. Every read stays in the log; a burst costs one record.
@@ -820,7 +823,7 @@ fn merge_reads(changes: Vec<Change>) -> Vec<Change> {
             record.context.client_ip.clone(),
             record.context.user_agent.clone(),
         );
-        match index.get(&key) {
+        match index.get(&key).filter(|&&position| merged[position].audit.details["reads"].as_i64().unwrap_or(0) < MAX_READS_PER_RECORD) {
             Some(&position) => {
                 let target = &mut merged[position].audit.details;
                 target["reads"] = json!(target["reads"].as_i64().unwrap_or(1) + 1);
