@@ -91,12 +91,18 @@ fn bad_parameter(message: String) -> CoreError {
     CoreError::Invalid(message)
 }
 
+/// Where a queued read learns whether its record was written.
+type ReadOutcome = tokio::sync::oneshot::Sender<std::result::Result<(), String>>;
+
+/// What reads are merged by: tenant, principal, action, target, version, address, user agent.
+type ReadKey = (String, String, String, String, String, String, String);
+
 /// Group commit of value-read audit records: readers queue their records; whoever holds the
 /// commit lock writes everything queued in one transaction (one fsync) and tells each reader its
 /// outcome. A reader gets its value only once its record is durable (fail-closed).
 #[derive(Debug, Default)]
 pub(super) struct ReadAudit {
-    queue: Mutex<Vec<(Change, tokio::sync::oneshot::Sender<std::result::Result<(), String>>)>>,
+    queue: Mutex<Vec<(Change, ReadOutcome)>>,
     committing: tokio::sync::Mutex<()>,
     /// Records of reads in `buffered` mode, written by [`Core::flush_read_audit`].
     pending: Mutex<Vec<Change>>,
