@@ -816,8 +816,7 @@ const MAX_READS_PER_RECORD: i64 = 256;
 /// list every read's correlation id. Every read stays in the log; a burst costs one record.
 fn merge_reads(changes: Vec<Change>) -> Vec<Change> {
     let mut merged: Vec<Change> = Vec::new();
-    let mut index: std::collections::HashMap<(String, String, String, String, String, String, String), usize> =
-        std::collections::HashMap::new();
+    let mut index: std::collections::HashMap<ReadKey, usize> = std::collections::HashMap::new();
     for change in changes {
         let record = &change.audit;
         let key = (
