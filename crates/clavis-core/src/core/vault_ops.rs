@@ -104,8 +104,9 @@ type ReadKey = (String, String, String, String, String, String, String);
 pub(super) struct ReadAudit {
     queue: Mutex<Vec<(Change, ReadOutcome)>>,
     committing: tokio::sync::Mutex<()>,
-    /// Records of reads in `buffered` mode, written by [`Core::flush_read_audit`].
-    pending: Mutex<Vec<Change>>,
+    /// Records of reads in `buffered` mode, merged as they arrive (so the flush only writes),
+    /// written by [`Core::flush_read_audit`].
+    pending: Mutex<ReadMerger>,
 }
 
 /// A token bucket per vault, for the vault's `rate_limit`.
@@ -332,15 +333,18 @@ impl Core {
         Ok((found.clone(), value))
     }
 
-    /// Writes the records of reads buffered in `buffered` mode (a job, every second).
+    /// Writes the records of reads buffered in `buffered` mode (a job, every second). Returns the
+    /// number of records written (each counting one or more reads).
     pub async fn flush_read_audit(&self) -> Result<usize> {
-        let changes: Vec<Change> = std::mem::take(&mut *self.read_audit.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let changes = std::mem::take(&mut *self.read_audit.pending.lock().unwrap_or_else(|e| e.into_inner())).into_changes();
         if changes.is_empty() {
             return Ok(0);
         }
         let count = changes.len();
-        if let Err(error) = self.store.apply(&Batch { mutations: Vec::new(), changes: merge_reads(changes.clone()) }).await {
-            self.read_audit.pending.lock().unwrap_or_else(|e| e.into_inner()).splice(0..0, changes);
+        if let Err(error) = self.store.apply(&Batch { mutations: Vec::new(), changes: changes.clone() }).await {
+            // Kept for the next flush, merged with the reads made meanwhile.
+            let mut pending = self.read_audit.pending.lock().unwrap_or_else(|e| e.into_inner());
+            changes.into_iter().for_each(|change| pending.push(change));
             return Err(error);
         }
         Ok(count)
@@ -362,7 +366,9 @@ impl Core {
         }
         let group: Vec<_> = std::mem::take(&mut *self.read_audit.queue.lock().unwrap_or_else(|e| e.into_inner()));
         let (changes, senders): (Vec<Change>, Vec<_>) = group.into_iter().unzip();
-        let outcome = self.store.apply(&Batch { mutations: Vec::new(), changes: merge_reads(changes) }).await.map_err(|e| e.to_string());
+        let mut merger = ReadMerger::default();
+        changes.into_iter().for_each(|change| merger.push(change));
+        let outcome = self.store.apply(&Batch { mutations: Vec::new(), changes: merger.into_changes() }).await.map_err(|e| e.to_string());
         for sender in senders {
             let _ = sender.send(outcome.clone());
         }
@@ -814,10 +820,15 @@ const MAX_READS_PER_RECORD: i64 = 256;
 /// Merges the records of reads written together: reads by the same principal, of the same
 /// version, from the same address and user agent become one record whose details count them and
 /// list every read's correlation id. Every read stays in the log; a burst costs one record.
-fn merge_reads(changes: Vec<Change>) -> Vec<Change> {
-    let mut merged: Vec<Change> = Vec::new();
-    let mut index: std::collections::HashMap<ReadKey, usize> = std::collections::HashMap::new();
-    for change in changes {
+#[derive(Debug, Default)]
+pub(super) struct ReadMerger {
+    merged: Vec<Change>,
+    index: std::collections::HashMap<ReadKey, usize>,
+}
+
+impl ReadMerger {
+    /// Adds a read's record, or a record that already merges several (a failed flush's).
+    fn push(&mut self, mut change: Change) {
         let record = &change.audit;
         let key = (
             record.tenant_id.clone(),
@@ -828,30 +839,74 @@ fn merge_reads(changes: Vec<Change>) -> Vec<Change> {
             record.context.client_ip.clone(),
             record.context.user_agent.clone(),
         );
-        match index.get(&key).filter(|&&position| merged[position].audit.details["reads"].as_i64().unwrap_or(0) < MAX_READS_PER_RECORD) {
-            Some(&position) => {
-                let target = &mut merged[position].audit.details;
-                target["reads"] = json!(target["reads"].as_i64().unwrap_or(1) + 1);
-                if let Some(ids) = target["correlationIds"].as_array_mut() {
-                    ids.push(json!(change.audit.context.correlation_id));
+        let reads = record.details.get("reads").and_then(|v| v.as_i64()).unwrap_or(1);
+        let ids = match record.details.get("correlationIds").and_then(|v| v.as_array()) {
+            Some(ids) => ids.clone(),
+            None => vec![json!(record.context.correlation_id)],
+        };
+        let fits = |position: &usize| self.merged[*position].audit.details["reads"].as_i64().unwrap_or(1) + reads <= MAX_READS_PER_RECORD;
+        match self.index.get(&key).copied().filter(fits) {
+            Some(position) => {
+                let target = &mut self.merged[position].audit;
+                target.details["reads"] = json!(target.details["reads"].as_i64().unwrap_or(1) + reads);
+                if let Some(existing) = target.details["correlationIds"].as_array_mut() {
+                    existing.extend(ids);
                 }
-                merged[position].audit.at = change.audit.at;
+                target.at = change.audit.at;
             }
             None => {
-                let mut change = change;
-                let correlation = change.audit.context.correlation_id.clone();
-                change.audit.details["reads"] = json!(1);
-                change.audit.details["correlationIds"] = json!([correlation]);
-                index.insert(key, merged.len());
-                merged.push(change);
+                change.audit.details["reads"] = json!(reads);
+                change.audit.details["correlationIds"] = json!(ids);
+                self.index.insert(key, self.merged.len());
+                self.merged.push(change);
             }
         }
     }
-    merged
+
+    fn into_changes(self) -> Vec<Change> {
+        self.merged
+    }
 }
 
 fn not_found(name: &str) -> CoreError {
     CoreError::NotFound(format!(
         "SecretNotFound: A secret with (name/id) {name} was not found in this key vault. If you recently deleted this secret you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(correlation: &str, version: &str) -> Change {
+        let context = RequestContext { correlation_id: correlation.into(), client_ip: "10.0.0.1".into(), user_agent: "sdk".into() };
+        let now = OffsetDateTime::now_utc();
+        Change::new(now, "t", &Actor::system("bearer"), &context, "vaultSecret.read", "vaultSecret", "kv/s", json!({"version": version}))
+    }
+
+    fn reads(changes: &[Change]) -> i64 {
+        changes.iter().map(|c| c.audit.details["reads"].as_i64().unwrap()).sum()
+    }
+
+    #[test]
+    fn reads_merge_by_version_within_the_cap_and_merged_records_merge_again() {
+        let mut merger = ReadMerger::default();
+        (0..300).for_each(|i| merger.push(read(&format!("c{i}"), "v1")));
+        merger.push(read("other", "v2"));
+        let changes = merger.into_changes();
+        assert_eq!(changes.len(), 3, "256 + 44 reads of v1, one of v2");
+        assert_eq!(changes[0].audit.details["reads"], 256);
+        assert_eq!(changes[0].audit.details["correlationIds"].as_array().unwrap().len(), 256);
+        assert_eq!(reads(&changes), 301);
+
+        // A failed flush's records merge with newer reads without losing a count or an id.
+        let mut again = ReadMerger::default();
+        again.push(read("new", "v1"));
+        changes.into_iter().for_each(|change| again.push(change));
+        let changes = again.into_changes();
+        assert_eq!(reads(&changes), 302);
+        let ids: usize = changes.iter().map(|c| c.audit.details["correlationIds"].as_array().unwrap().len()).sum();
+        assert_eq!(ids, 302);
+        assert!(changes.iter().all(|c| c.audit.details["reads"].as_i64().unwrap() <= MAX_READS_PER_RECORD));
+    }
 }
