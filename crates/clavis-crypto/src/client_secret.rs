@@ -160,6 +160,19 @@ impl SecretHasher {
         HashedClientSecret(hmac::sign(&self.key, presented).as_ref().to_vec())
     }
 
+    /// A stable pseudonym for a value that may be sensitive and must still be correlatable in
+    /// logs: a client id that is not one (often a secret pasted into the wrong field). The same
+    /// value always gives the same pseudonym on every node; without the server key it reveals
+    /// nothing. Domain-separated from secret tags, so a pseudonym never equals a stored tag.
+    pub fn pseudonym(&self, value: &[u8]) -> String {
+        let mut context = hmac::Context::with_key(&self.key);
+        context.update(b"clavis:pseudonym\0");
+        context.update(value);
+        let tag = context.sign();
+        let hex: String = tag.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
+        format!("hmac:{hex}")
+    }
+
     /// Constant-time comparison of two tags.
     pub fn matches(presented: &HashedClientSecret, stored: &HashedClientSecret) -> bool {
         constant_time::verify_slices_are_equal(&presented.0, &stored.0).is_ok()
@@ -175,6 +188,20 @@ impl fmt::Debug for SecretHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pseudonyms_are_stable_keyed_and_not_secret_tags() {
+        let hasher = SecretHasher::new(&[7; 32]);
+        let other = SecretHasher::new(&[8; 32]);
+        let value = b"abc8Q~not-a-client-id";
+        assert_eq!(hasher.pseudonym(value), hasher.pseudonym(value));
+        assert_ne!(hasher.pseudonym(value), other.pseudonym(value));
+        assert_ne!(hasher.pseudonym(value), hasher.pseudonym(b"another value"));
+        let hex = hasher.pseudonym(value).trim_start_matches("hmac:").to_string();
+        let tag: String = hasher.hash_presented(value).0[..12].iter().map(|b| format!("{b:02x}")).collect();
+        assert_ne!(hex, tag, "a pseudonym must not reveal the secret's stored tag");
+        assert!(!hasher.pseudonym(value).contains("8Q~"));
+    }
 
     #[test]
     fn generated_secrets_have_the_documented_shape() {

@@ -43,6 +43,13 @@ fn truncate_in_place(text: &mut String, max_chars: usize) {
 impl Core {
     /// Buffers a sign-in record (written by [`Core::flush_logs`]); successes are aggregated.
     pub fn record_signin(&self, mut signin: SignIn) {
+        // Client ids are GUIDs; anything else is recorded only as its pseudonym (a secret pasted
+        // into the client id field must not land in the log), still correlatable across records.
+        if !signin.client_id.is_empty() && !crate::identity::is_guid(&signin.client_id) {
+            let pseudonym = self.material.hasher().pseudonym(signin.client_id.as_bytes());
+            signin.diagnosis = signin.diagnosis.replace(&signin.client_id, &pseudonym);
+            signin.client_id = pseudonym;
+        }
         // Bounded and normalized without copying in the common case (short, lower-case values).
         truncate_in_place(&mut signin.client_id, 200);
         if signin.client_id.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -137,7 +144,12 @@ impl Core {
         let tenant = self.tenant_by_id(&auth.principal().tenant_id)?;
         let mut names: Vec<String> = tenant.domains.clone();
         names.push(tenant.id.clone());
-        Ok(self.store.signins(filter).await?.into_iter().filter(|s| names.iter().any(|n| n.eq_ignore_ascii_case(&s.tenant))).collect())
+        let mut filter = filter.clone();
+        // Non-GUID client ids are stored as their pseudonym; a filter by one finds them.
+        if let Some(client_id) = filter.client_id.as_mut().filter(|c| !crate::identity::is_guid(c) && !c.starts_with("hmac:")) {
+            *client_id = self.material.hasher().pseudonym(client_id.as_bytes());
+        }
+        Ok(self.store.signins(&filter).await?.into_iter().filter(|s| names.iter().any(|n| n.eq_ignore_ascii_case(&s.tenant))).collect())
     }
 
     /// Explains a request from its correlation id: the sign-in and failure records carrying it.

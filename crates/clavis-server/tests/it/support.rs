@@ -342,6 +342,17 @@ impl TestApp {
                 assert!(!text.contains(secret.as_str()), "an audit record holds a secret or token");
             }
         }
+        // Sign-in and request-failure records are logs too: none may hold a secret or token.
+        self.core.flush_logs().await.unwrap();
+        let filter = clavis_core::signin::SignInFilter { limit: 1_000_000, ..Default::default() };
+        let signins = serde_json::to_string(&self.store.signins(&filter).await.unwrap()).unwrap();
+        let failures: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT route, error_code, message FROM request_failures").fetch_all(self.store.write_pool()).await.unwrap();
+        let failures = format!("{failures:?}");
+        for secret in self.secrets.lock().unwrap().iter() {
+            assert!(!signins.contains(secret.as_str()), "a sign-in record holds a secret or token");
+            assert!(!failures.contains(secret.as_str()), "a request-failure record holds a secret or token");
+        }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

@@ -70,6 +70,18 @@ both_backends!(every_failure_is_explained_from_its_correlation_id, |app| Box::pi
     let (_, listed) = app.api_as(&admin, Method::GET, &format!("/v1.0/applications/{}", worker["id"].as_str().unwrap()), None).await;
     let fresh_entry = listed["passwordCredentials"].as_array().unwrap().iter().find(|c| c["hint"] == fresh_secret[..3]).unwrap();
     assert!(fresh_entry["lastUsed"].is_null(), "a check is not a use");
+
+    // A secret pasted into the client id field is recorded only as its pseudonym, which a
+    // filter by the same value still finds; `finish` scans the sign-in log for the secret.
+    let (status, _) = app.token(&fresh_secret, &fresh_secret, "api://clavis/.default").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    app.core.flush_logs().await.unwrap();
+    let (_, pasted) = app.api_as(&admin, Method::GET, &format!("/v1.0/clavis/signIns?clientId={fresh_secret}"), None).await;
+    let rows = pasted["value"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{pasted}");
+    let pseudonym = rows[0]["clientId"].as_str().unwrap();
+    assert!(pseudonym.starts_with("hmac:") && pseudonym.len() == 29, "{pseudonym}");
+    assert!(rows[0]["diagnosis"].as_str().unwrap().contains(pseudonym));
     app
 }));
 
