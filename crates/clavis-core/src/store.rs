@@ -255,8 +255,9 @@ pub trait Store: Send + Sync + 'static {
     async fn cursor(&self, name: &str) -> Result<i64>;
     /// Adds deliveries and moves the cursor, in one transaction (not audited: bookkeeping).
     async fn enqueue_deliveries(&self, cursor: &str, position: i64, deliveries: &[Delivery]) -> Result<()>;
-    /// Pending deliveries due at `now`, oldest first.
-    async fn due_deliveries(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<Delivery>>;
+    /// Claims pending deliveries due at `now`, oldest first, until `lease_until`: a delivery is
+    /// claimed by one caller only, across nodes.
+    async fn claim_deliveries(&self, now: OffsetDateTime, lease_until: OffsetDateTime, limit: i64) -> Result<Vec<Delivery>>;
     /// Records an attempt's outcome.
     async fn record_delivery(&self, delivery: &Delivery) -> Result<()>;
     /// Deliveries of events with `seq > after`.

@@ -231,14 +231,33 @@ impl SqlStore {
         tx.commit().await.map_err(backend_error)
     }
 
-    pub(crate) async fn due(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<Delivery>> {
+    /// Claims due deliveries: each is taken by moving its next attempt to `lease_until` on the
+    /// condition that it still holds the time read, so of several nodes exactly one claims it
+    /// (PostgreSQL re-checks the condition after the row lock; SQLite has one writer). A node
+    /// that dies holding a claim leaves the delivery due again when the lease ends.
+    pub(crate) async fn claim_due(&self, now: OffsetDateTime, lease_until: OffsetDateTime, limit: i64) -> Result<Vec<Delivery>> {
         let rows = sqlx::query(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, event_seq LIMIT $2"))
             .bind(micros(now))
             .bind(limit)
             .fetch_all(self.read_pool())
             .await
             .map_err(backend_error)?;
-        rows.iter().map(delivery_row).collect()
+        let mut claimed = Vec::with_capacity(rows.len());
+        for delivery in rows.iter().map(delivery_row) {
+            let delivery = delivery?;
+            let taken = sqlx::query("UPDATE deliveries SET next_attempt_at = $1 WHERE event_seq = $2 AND subscription_id = $3 AND status = 'pending' AND next_attempt_at = $4")
+                .bind(micros(lease_until))
+                .bind(delivery.event_seq)
+                .bind(&delivery.subscription_id)
+                .bind(micros(delivery.next_attempt_at))
+                .execute(self.write_pool())
+                .await
+                .map_err(backend_error)?;
+            if taken.rows_affected() == 1 {
+                claimed.push(delivery);
+            }
+        }
+        Ok(claimed)
     }
 
     pub(crate) async fn update_delivery(&self, delivery: &Delivery) -> Result<()> {

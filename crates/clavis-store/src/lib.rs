@@ -338,8 +338,13 @@ impl Store for SqlStore {
         self.enqueue(cursor, position, deliveries).await
     }
 
-    async fn due_deliveries(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<clavis_core::events::Delivery>> {
-        self.due(now, limit).await
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<clavis_core::events::Delivery>> {
+        self.claim_due(now, lease_until, limit).await
     }
 
     async fn record_delivery(&self, delivery: &clavis_core::events::Delivery) -> Result<()> {

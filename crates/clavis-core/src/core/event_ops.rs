@@ -17,6 +17,9 @@ use crate::store::{Batch, Mutation};
 
 /// The cursor of the webhook dispatcher over the outbox.
 const DISPATCH_CURSOR: &str = "webhooks";
+/// How long a claimed delivery is held by the node sending it (longer than the 10-second send
+/// timeout); if that node dies, the delivery is due again after it.
+const DELIVERY_LEASE: time::Duration = time::Duration::seconds(60);
 
 /// A delivery ready to send.
 #[derive(Debug)]
@@ -268,10 +271,11 @@ impl Core {
         Ok(deliveries.len())
     }
 
-    /// Deliveries due now, with their bodies and signatures.
+    /// Claims the deliveries due now (no other node sends them while this one does) and returns
+    /// them with their bodies and signatures.
     pub async fn due_deliveries(&self, limit: i64) -> Result<Vec<OutgoingDelivery>> {
         let now = self.now();
-        let due = self.store.due_deliveries(now, limit).await?;
+        let due = self.store.claim_deliveries(now, now + DELIVERY_LEASE, limit).await?;
         if due.is_empty() {
             return Ok(Vec::new());
         }

@@ -257,3 +257,37 @@ both_backends!(test_events_and_failing_receivers, |app| Box::pin(async move {
     }
     app
 }));
+
+both_backends!(a_delivery_is_claimed_by_one_node_until_its_lease_ends, |app| Box::pin(async move {
+    let (receiver, url) = Receiver::start(false).await;
+    let admin = app.admin_token.clone();
+    let secret = subscribe(&app, &admin, &url, "CloudEvents", &["CredentialCreated"]).await;
+    receiver.secrets.lock().unwrap().push(secret);
+    let worker = app.create_app("claimed-worker", &[]).await;
+    app.add_secret(&worker, json!({})).await;
+    app.add_secret(&worker, json!({})).await;
+    // A second node over the same store and clock.
+    let other = Arc::new(
+        Core::open(
+            app.store.clone(),
+            app.clock.clone(),
+            MasterKey::parse(&app.master_key_text).unwrap(),
+            settings(&app.url, Algorithm::RS256),
+        )
+        .await
+        .unwrap()
+        .0,
+    );
+    let core = app.core.clone();
+    core.fan_out().await.unwrap();
+    other.fan_out().await.unwrap();
+    let claimed = core.due_deliveries(100).await.unwrap();
+    assert_eq!(claimed.len(), 2, "two credentials created, one subscription");
+    assert!(other.due_deliveries(100).await.unwrap().is_empty(), "claimed deliveries are not sent by another node");
+    // The claiming node dies without recording anything: after the lease the other node sends.
+    drop(claimed);
+    app.clock.advance(time::Duration::seconds(61));
+    assert_eq!(other.due_deliveries(100).await.unwrap().len(), 2);
+    assert!(core.due_deliveries(100).await.unwrap().is_empty());
+    app
+}));
