@@ -203,6 +203,13 @@ pub trait Store: Send + Sync + 'static {
     /// A cheap probe for readiness.
     async fn ping(&self) -> Result<()>;
 
+    /// Takes the instance-wide start-up lock: nodes starting together on one database
+    /// initialize it one at a time (one creates the keys and the default tenant, the others
+    /// find them). Held until [`Store::unlock_startup`].
+    async fn lock_startup(&self) -> Result<()>;
+    /// Releases the start-up lock.
+    async fn unlock_startup(&self) -> Result<()>;
+
     /// Applies a batch atomically, with its audit records chained and its events in the outbox.
     async fn apply(&self, batch: &Batch) -> Result<()>;
 

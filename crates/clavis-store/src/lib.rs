@@ -58,7 +58,21 @@ pub struct SqlStore {
     write: AnyPool,
     read: AnyPool,
     dialect: Dialect,
+    startup: StartupLock,
 }
+
+/// The PostgreSQL session holding the start-up lock while this node initializes the instance.
+#[derive(Clone, Default)]
+struct StartupLock(std::sync::Arc<tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>>);
+
+impl std::fmt::Debug for StartupLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartupLock")
+    }
+}
+
+/// The advisory-lock key that serializes first starts (and migrations) across nodes.
+const STARTUP_LOCK_KEY: i64 = 7140115;
 
 /// A store failure, with the underlying cause in its message (logged, never shown to callers).
 pub(crate) fn backend_error(error: sqlx::Error) -> CoreError {
@@ -87,7 +101,7 @@ impl SqlStore {
                 .connect(url)
                 .await
                 .map_err(|e| CoreError::Store(format!("cannot connect to PostgreSQL: {e}")))?;
-            Self { write: pool.clone(), read: pool, dialect: Dialect::Postgres }
+            Self { write: pool.clone(), read: pool, dialect: Dialect::Postgres, startup: StartupLock::default() }
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             Self::open_sqlite(Path::new(path)).await?
         } else {
@@ -122,7 +136,7 @@ impl SqlStore {
             .connect(&url)
             .await
             .map_err(|e| CoreError::Store(format!("cannot open SQLite database {}: {e}", path.display())))?;
-        Ok(Self { write, read, dialect: Dialect::Sqlite })
+        Ok(Self { write, read, dialect: Dialect::Sqlite, startup: StartupLock::default() })
     }
 
     /// The backend's dialect.
@@ -135,7 +149,7 @@ impl SqlStore {
         let mut tx = self.write.begin().await.map_err(backend_error)?;
         if postgres {
             // Several nodes may start at once: one migrates, the others wait for it.
-            tx.execute("SELECT pg_advisory_xact_lock(7140115)").await.map_err(backend_error)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(STARTUP_LOCK_KEY).execute(&mut *tx).await.map_err(backend_error)?;
         }
         tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)")
             .await
@@ -226,6 +240,33 @@ impl Store for SqlStore {
             Dialect::Sqlite => "sqlite",
             Dialect::Postgres => "postgres",
         }
+    }
+
+    /// On PostgreSQL, a session-level advisory lock on a dedicated connection. SQLite needs none:
+    /// one process serves a database file, and its single writer orders the rest.
+    async fn lock_startup(&self) -> Result<()> {
+        if self.dialect != Dialect::Postgres {
+            return Ok(());
+        }
+        let mut held = self.startup.0.lock().await;
+        if held.is_none() {
+            let mut connection = self.write.acquire().await.map_err(backend_error)?;
+            sqlx::query("SELECT pg_advisory_lock($1)").bind(STARTUP_LOCK_KEY).execute(&mut *connection).await.map_err(backend_error)?;
+            *held = Some(connection);
+        }
+        Ok(())
+    }
+
+    async fn unlock_startup(&self) -> Result<()> {
+        if let Some(mut connection) = self.startup.0.lock().await.take() {
+            let released = sqlx::query("SELECT pg_advisory_unlock($1)").bind(STARTUP_LOCK_KEY).execute(&mut *connection).await;
+            if released.is_err() {
+                // Closing the session releases the lock whatever happened to the statement.
+                let _ = connection.close().await;
+            }
+            released.map_err(backend_error)?;
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<()> {

@@ -214,6 +214,21 @@ impl Core {
         master: MasterKey,
         settings: CoreSettings,
     ) -> Result<(Self, Option<BootstrapCredential>)> {
+        store.lock_startup().await?;
+        let opened = Self::initialize(store.clone(), clock, master, settings).await;
+        let unlocked = store.unlock_startup().await;
+        let opened = opened?;
+        unlocked?;
+        Ok(opened)
+    }
+
+    /// The body of [`Core::open`], run under the start-up lock.
+    async fn initialize(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        master: MasterKey,
+        settings: CoreSettings,
+    ) -> Result<(Self, Option<BootstrapCredential>)> {
         let now = truncate_micros(clock.now());
         let material = Self::open_key_material(store.as_ref(), master, now).await?;
         let core = Self {

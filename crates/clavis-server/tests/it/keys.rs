@@ -93,3 +93,34 @@ both_backends!(master_key_rotation_rewraps_while_serving, |app| Box::pin(async m
     assert!(refused.err().unwrap().to_string().contains("master key"));
     app
 }));
+
+/// Two nodes starting together on one empty PostgreSQL database: one initializes the instance
+/// (keys, default tenant, bootstrap credential), the other finds it; no second HMAC key, data
+/// key, tenant or signing key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_initialize_the_instance_once() {
+    let (url, name) = crate::support::fresh_postgres_database().await;
+    let master = MasterKey::generate();
+    let master_text = master.to_text();
+    let start = |url: String, master_text: String| async move {
+        let store = Arc::new(clavis_store::SqlStore::open(&url).await.unwrap());
+        let clock = Arc::new(FixedClock::new(time::OffsetDateTime::now_utc()));
+        let (core, bootstrap) =
+            Core::open(store.clone(), clock, MasterKey::parse(&master_text).unwrap(), settings("https://localhost:1", Algorithm::ES256))
+                .await
+                .unwrap();
+        (store, core, bootstrap)
+    };
+    let ((store, _first, a), (_, _second, b)) = tokio::join!(start(url.clone(), master_text.clone()), start(url.clone(), master_text));
+    assert_eq!(usize::from(a.is_some()) + usize::from(b.is_some()), 1, "exactly one node bootstraps");
+    use clavis_core::store::Store as _;
+    let wrapped = store.wrapped_keys().await.unwrap();
+    assert_eq!(wrapped.iter().filter(|k| k.purpose == "hmac").count(), 1, "one client-secret HMAC key");
+    assert_eq!(wrapped.iter().filter(|k| k.purpose == "dek").count(), 1, "one data key");
+    assert_eq!(store.tenants().await.unwrap().len(), 1, "one default tenant");
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.iter().filter(|k| !k.tenant_id.is_empty()).count(), 1, "one signing key for the tenant");
+    assert_eq!(keys.iter().filter(|k| k.tenant_id.is_empty()).count(), 1, "one instance checkpoint key");
+    store.close().await;
+    crate::support::drop_postgres_database(&name).await;
+}
