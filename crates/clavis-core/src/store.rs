@@ -209,6 +209,12 @@ pub trait Store: Send + Sync + 'static {
     async fn lock_startup(&self) -> Result<()>;
     /// Releases the start-up lock.
     async fn unlock_startup(&self) -> Result<()>;
+    /// Takes or renews the lease `name` for `holder` until `until`, if it is free, expired at
+    /// `now`, or already `holder`'s. Returns whether `holder` holds it: of several nodes asking,
+    /// one does.
+    async fn take_lease(&self, name: &str, holder: &str, now: OffsetDateTime, until: OffsetDateTime) -> Result<bool>;
+    /// Gives up `holder`'s lease `name` (another node may take it at once).
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 
     /// Applies a batch atomically, with its audit records chained and its events in the outbox.
     async fn apply(&self, batch: &Batch) -> Result<()>;

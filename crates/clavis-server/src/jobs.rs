@@ -36,6 +36,12 @@ impl Default for Intervals {
     }
 }
 
+/// The lease of the instance-wide jobs: signing-key and secret rotation, audit checkpoints,
+/// expiry notices and purges.
+pub const MAINTENANCE_LEASE: &str = "maintenance";
+/// A maintenance lease lasts this many runs' intervals.
+const MAINTENANCE_LEASE_INTERVALS: u32 = 3;
+
 /// Starts the jobs; they stop when `shutdown` turns true, after a last usage flush.
 pub fn spawn(
     core: Arc<Core>,
@@ -77,6 +83,18 @@ pub fn spawn(
                     }
                 }
                 _ = rotate.tick() => {
+                    // Instance-wide jobs run on one node: the holder of the maintenance lease,
+                    // renewed every run; a dead holder's lease ends after three intervals.
+                    let ttl = time::Duration::try_from(intervals.key_rotation * MAINTENANCE_LEASE_INTERVALS).unwrap_or(time::Duration::minutes(3));
+                    match core.take_lease(MAINTENANCE_LEASE, ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(error) => {
+                            record("maintenance_lease", false);
+                            tracing::warn!(%error, "cannot take the maintenance lease; instance-wide jobs skipped");
+                            continue;
+                        }
+                    }
                     let result = core.rotate_signing_keys().await;
                     record("signing_key_rotation", result.is_ok());
                     match result {
@@ -137,6 +155,9 @@ pub fn spawn(
         }
         if let Err(error) = core.flush_read_audit().await {
             tracing::warn!(%error, "final audit flush of buffered reads failed");
+        }
+        if let Err(error) = core.release_lease(MAINTENANCE_LEASE).await {
+            tracing::warn!(%error, "cannot release the maintenance lease; another node takes it when it ends");
         }
     })
 }

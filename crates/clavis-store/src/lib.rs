@@ -257,6 +257,33 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn take_lease(&self, name: &str, holder: &str, now: OffsetDateTime, until: OffsetDateTime) -> Result<bool> {
+        // An upsert whose update is conditional: it changes a row only when the lease is
+        // expired or already the holder's, atomically on both backends.
+        let taken = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE \
+             SET holder = excluded.holder, expires_at = excluded.expires_at WHERE leases.expires_at <= $4 OR leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(micros(until))
+        .bind(micros(now))
+        .execute(&self.write)
+        .await
+        .map_err(backend_error)?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.write)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
     async fn unlock_startup(&self) -> Result<()> {
         if let Some(mut connection) = self.startup.0.lock().await.take() {
             let released = sqlx::query("SELECT pg_advisory_unlock($1)").bind(STARTUP_LOCK_KEY).execute(&mut *connection).await;

@@ -187,6 +187,8 @@ pub struct Core {
     read_audit: vault_ops::ReadAudit,
     usage_dropped: AtomicU64,
     seen_head: AtomicI64,
+    /// This node's id, as the holder of job leases.
+    node_id: String,
 }
 
 impl std::fmt::Debug for Core {
@@ -253,6 +255,7 @@ impl Core {
             read_audit: vault_ops::ReadAudit::default(),
             usage_dropped: AtomicU64::new(0),
             seen_head: AtomicI64::new(0),
+            node_id: random::guid(),
         };
         let head = core.store.change_head().await?;
         core.reload().await?;
@@ -319,6 +322,18 @@ impl Core {
             return Err(CoreError::Internal("the store lacks its data key or HMAC key".into()));
         };
         Ok(KeyMaterial::new(master, data_keys, active, hasher))
+    }
+
+    /// Takes or renews the job lease `name` for this node for `ttl`: instance-wide jobs run on
+    /// the node holding it, and another node takes over once a dead holder's lease ends.
+    pub async fn take_lease(&self, name: &str, ttl: Duration) -> Result<bool> {
+        let now = self.now();
+        self.store.take_lease(name, &self.node_id, now, now + ttl).await
+    }
+
+    /// Gives up this node's lease `name` (at shutdown, so another node takes over at once).
+    pub async fn release_lease(&self, name: &str) -> Result<()> {
+        self.store.release_lease(name, &self.node_id).await
     }
 
     /// The current time, to the microsecond.

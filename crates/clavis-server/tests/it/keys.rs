@@ -124,3 +124,33 @@ async fn nodes_starting_together_initialize_the_instance_once() {
     store.close().await;
     crate::support::drop_postgres_database(&name).await;
 }
+
+both_backends!(one_node_holds_the_maintenance_lease_until_it_ends_or_is_released, |app| Box::pin(async move {
+    let other = Core::open(
+        app.store.clone(),
+        app.clock.clone(),
+        MasterKey::parse(&app.master_key_text).unwrap(),
+        settings(&app.url, Algorithm::RS256),
+    )
+    .await
+    .unwrap()
+    .0;
+    let lease = clavis_server::jobs::MAINTENANCE_LEASE;
+    let ttl = time::Duration::minutes(3);
+    let (first, second) = tokio::join!(app.core.take_lease(lease, ttl), other.take_lease(lease, ttl));
+    assert!(first.unwrap() ^ second.unwrap(), "of two nodes asking at once, exactly one holds the lease");
+    let (holder, waiting): (&Core, &Core) =
+        if app.core.take_lease(lease, ttl).await.unwrap() { (&app.core, &other) } else { (&other, &app.core) };
+    assert!(holder.take_lease(lease, ttl).await.unwrap(), "the holder renews");
+    assert!(!waiting.take_lease(lease, ttl).await.unwrap());
+    // The holder dies: the lease ends three minutes after its last renewal.
+    app.clock.advance(time::Duration::minutes(2));
+    assert!(!waiting.take_lease(lease, ttl).await.unwrap());
+    app.clock.advance(time::Duration::minutes(1));
+    assert!(waiting.take_lease(lease, ttl).await.unwrap(), "taken over once it ended");
+    assert!(!holder.take_lease(lease, ttl).await.unwrap());
+    // A clean shutdown releases it at once.
+    waiting.release_lease(lease).await.unwrap();
+    assert!(holder.take_lease(lease, ttl).await.unwrap());
+    app
+}));
