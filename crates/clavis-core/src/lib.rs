@@ -21,6 +21,7 @@ pub mod revocation;
 pub mod rotation;
 pub mod signin;
 pub mod store;
+pub mod throttle;
 pub mod token;
 pub mod vault;
 

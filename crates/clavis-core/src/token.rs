@@ -54,6 +54,9 @@ pub enum TokenError {
     /// No application in the tenant answers to this resource identifier.
     #[error("resource not found")]
     UnknownResource { resource: String, tenant: String },
+    /// Too many failed authentications of this client id from this address: wait.
+    #[error("throttled")]
+    Throttled { client_id: String, retry_after_seconds: i64 },
 }
 
 impl TokenError {
@@ -77,6 +80,7 @@ impl TokenError {
             Self::ScopeWithoutDefault(scope) => format!("The scope '{scope}' does not end with /.default, which client credentials require."),
             Self::MultipleResources(scope) => format!("The scope '{scope}' names several resources; ask for one per token."),
             Self::UnknownResource { resource, tenant } => format!("No application in tenant '{tenant}' answers to the resource '{resource}': check the resource's identifier URIs."),
+            Self::Throttled { client_id, retry_after_seconds } => format!("Too many failed authentications of client id '{client_id}' from this address; its requests are refused for {retry_after_seconds} s more (each further failure doubles the wait). Look at this client's earlier failures for the cause."),
         }
     }
 }

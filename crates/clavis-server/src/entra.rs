@@ -190,7 +190,11 @@ fn entra_error(status: StatusCode, error: &'static str, code: u32, text: String)
 /// ship without a decided status and code.
 pub fn token_error_response(error: &TokenError) -> Response {
     let (status, error_name, code, text) = describe(error);
-    entra_error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), error_name, code, text)
+    let mut response = entra_error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), error_name, code, text);
+    if let TokenError::Throttled { retry_after_seconds, .. } = error {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+    }
+    response
 }
 
 /// The status, `error`, AADSTS code and text of a token failure.
@@ -275,6 +279,14 @@ pub fn describe(error: &TokenError) -> (u16, &'static str, u32, String) {
                 clavis_core::identity::truncate(resource, 200),
                 clavis_core::identity::truncate(tenant, 100)
             ),
+        ),
+        // Entra's lockout code for too many failed attempts, answered as its throttling (429
+        // with Retry-After), which every Azure client library honours.
+        E::Throttled { retry_after_seconds, .. } => (
+            429,
+            "temporarily_unavailable",
+            50053,
+            format!("Too many failed client authentications from this address. Retry after {retry_after_seconds} seconds."),
         ),
     }
 }
@@ -551,6 +563,7 @@ fn token_response(issued: &IssuedToken, endpoint: EndpointVersion) -> Response {
 async fn introspect(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -562,7 +575,7 @@ async fn introspect(
         return token_error_response(&TokenError::MissingParameter("token"));
     };
     let client_id = form.client_id.as_deref().unwrap_or("");
-    match state.core.introspect(&tenant, client_id, form.client_secret.as_deref().filter(|s| !s.is_empty()), token).await {
+    match state.core.introspect(&tenant, client_id, form.client_secret.as_deref().filter(|s| !s.is_empty()), token, &client_ip).await {
         Ok(answer) => {
             let mut response = (StatusCode::OK, answer.to_string()).into_response();
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
@@ -577,6 +590,7 @@ async fn introspect(
 async fn revoke(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -588,7 +602,7 @@ async fn revoke(
         return token_error_response(&TokenError::MissingParameter("token"));
     };
     let client_id = form.client_id.as_deref().unwrap_or("");
-    match state.core.revoke_token(&tenant, client_id, form.client_secret.as_deref().filter(|s| !s.is_empty()), token).await {
+    match state.core.revoke_token(&tenant, client_id, form.client_secret.as_deref().filter(|s| !s.is_empty()), token, &client_ip).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(error) => core_error_response(error),
     }

@@ -58,6 +58,8 @@ struct RawTokens {
 #[serde(deny_unknown_fields)]
 struct RawCredentials {
     clock_skew_seconds: i64,
+    failed_auth_free_attempts: u32,
+    failed_auth_max_wait_seconds: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +155,7 @@ pub struct Config {
     pub signing_algorithm: Algorithm,
     pub token_lifetime: (Duration, Duration),
     pub clock_skew: Duration,
+    pub auth_throttle: clavis_core::throttle::ThrottleSettings,
     pub notice_thresholds_days: Vec<i64>,
     pub log_retention: Duration,
     pub buffered_read_audit: bool,
@@ -298,6 +301,9 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
     if !(0..=3600).contains(&raw.credentials.clock_skew_seconds) {
         bail!("credentials.clock_skew_seconds must be between 0 and 3600");
     }
+    if !(1..=86_400).contains(&raw.credentials.failed_auth_max_wait_seconds) {
+        bail!("credentials.failed_auth_max_wait_seconds must be between 1 and 86400");
+    }
     let notice_thresholds_days: Vec<i64> = raw
         .lifecycle
         .notice_thresholds_days
@@ -345,6 +351,11 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
         signing_algorithm,
         token_lifetime: (Duration::seconds(min), Duration::seconds(max)),
         clock_skew: Duration::seconds(raw.credentials.clock_skew_seconds),
+        auth_throttle: clavis_core::throttle::ThrottleSettings {
+            free_failures: raw.credentials.failed_auth_free_attempts,
+            max_backoff: Duration::seconds(raw.credentials.failed_auth_max_wait_seconds),
+            ..Default::default()
+        },
         notice_thresholds_days,
         log_retention: Duration::days(raw.logs.retention_days),
         buffered_read_audit,
@@ -393,6 +404,8 @@ mod tests {
         assert_eq!(config.public_url, "https://localhost:8443");
         assert!(config.database_url.starts_with("sqlite://"));
         assert_eq!(config.signing_algorithm, Algorithm::RS256);
+        assert_eq!(config.auth_throttle.free_failures, 10);
+        assert_eq!(config.auth_throttle.max_backoff, Duration::minutes(5));
     }
 
     #[test]
@@ -415,6 +428,8 @@ mod tests {
         assert!(bad(&[("CLAVIS_PUBLIC_URL", "http://x")]).contains("https"));
         assert!(bad(&[("CLAVIS_TENANT__SIGNING_ALGORITHM", "HS256")]).contains("signing_algorithm"));
         assert!(bad(&[("CLAVIS_TOKENS__LIFETIME_MIN_SECONDS", "abc")]).contains("lifetime_min_seconds"));
+        assert!(bad(&[("CLAVIS_CREDENTIALS__FAILED_AUTH_MAX_WAIT_SECONDS", "0")]).contains("failed_auth_max_wait_seconds"));
+        assert!(bad(&[("CLAVIS_CREDENTIALS__FAILED_AUTH_FREE_ATTEMPTS", "-1")]).contains("failed_auth_free_attempts"));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();

@@ -149,6 +149,7 @@ pub async fn run(config: Config) -> Result<()> {
         token_lifetime_min: config.token_lifetime.0,
         token_lifetime_max: config.token_lifetime.1,
         credential_clock_skew: config.clock_skew,
+        auth_throttle: config.auth_throttle,
         rotation: RotationSchedule {
             period: config.rotation_period,
             publish_ahead: config.publish_ahead,

@@ -95,8 +95,8 @@ impl Core {
     /// RFC 7662 introspection for an authenticated client of the tenant. A token is reported
     /// active, with its claims, only to the resource it was issued for; to every other caller,
     /// and for any invalid, expired or revoked token, the answer is `{"active": false}`.
-    pub async fn introspect(&self, tenant: &str, client_id: &str, secret: Option<&str>, token: &str) -> Result<Value> {
-        let (tenant, caller, _) = self.authenticate_client(tenant, client_id, secret, false).await?;
+    pub async fn introspect(&self, tenant: &str, client_id: &str, secret: Option<&str>, token: &str, client_ip: &str) -> Result<Value> {
+        let (tenant, caller, _) = self.authenticate_client(tenant, client_id, secret, false, Some(client_ip)).await?;
         let inactive = json!({"active": false});
         let Ok(verified) = self.verify_token(token) else {
             return Ok(inactive);
@@ -125,8 +125,8 @@ impl Core {
 
     /// RFC 7009 revocation by the token's client or its resource. Unknown, invalid and foreign
     /// tokens are ignored (the endpoint answers 200 whatever the token), as the RFC requires.
-    pub async fn revoke_token(&self, tenant: &str, client_id: &str, secret: Option<&str>, token: &str) -> Result<()> {
-        let (tenant, caller, _) = self.authenticate_client(tenant, client_id, secret, false).await?;
+    pub async fn revoke_token(&self, tenant: &str, client_id: &str, secret: Option<&str>, token: &str, client_ip: &str) -> Result<()> {
+        let (tenant, caller, _) = self.authenticate_client(tenant, client_id, secret, false, Some(client_ip)).await?;
         let Ok(verified) = self.verify_token(token) else {
             return Ok(());
         };

@@ -185,7 +185,7 @@ impl Core {
     pub async fn check_secret(&self, auth: &Authorized<'_>, client_id: &str, secret: &str) -> Result<Value> {
         require(auth, Permission::Administer)?;
         let tenant = self.tenant_by_id(&auth.principal().tenant_id)?;
-        match self.authenticate_client(&tenant.id, client_id, Some(secret), false).await {
+        match self.authenticate_client(&tenant.id, client_id, Some(secret), false, None).await {
             Ok((_, application, key_id)) => {
                 let credential = application.password_credentials.iter().find(|c| c.key_id == key_id);
                 Ok(json!({

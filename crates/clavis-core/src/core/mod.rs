@@ -43,6 +43,8 @@ pub struct CoreSettings {
     pub token_lifetime_max: Duration,
     /// Tolerance applied to a credential's start and end at the token endpoint.
     pub credential_clock_skew: Duration,
+    /// Throttling of failed client authentications per (client id, address).
+    pub auth_throttle: crate::throttle::ThrottleSettings,
     /// Signing-key rotation schedule.
     pub rotation: RotationSchedule,
     /// The default tenant's domain name, created at first start.
@@ -189,6 +191,8 @@ pub struct Core {
     seen_head: AtomicI64,
     /// This node's id, as the holder of job leases.
     node_id: String,
+    /// Failed client authentications per (client id, address).
+    throttle: crate::throttle::FailureThrottle,
 }
 
 impl std::fmt::Debug for Core {
@@ -233,6 +237,7 @@ impl Core {
     ) -> Result<(Self, Option<BootstrapCredential>)> {
         let now = truncate_micros(clock.now());
         let material = Self::open_key_material(store.as_ref(), master, now).await?;
+        let throttle = crate::throttle::FailureThrottle::new(settings.auth_throttle);
         let core = Self {
             store,
             clock,
@@ -256,6 +261,7 @@ impl Core {
             usage_dropped: AtomicU64::new(0),
             seen_head: AtomicI64::new(0),
             node_id: random::guid(),
+            throttle,
         };
         let head = core.store.change_head().await?;
         core.reload().await?;
@@ -506,8 +512,9 @@ impl Core {
     /// granted roles, and signs an access token. Reads only caches on the hot path and records
     /// the credential's use in memory (flushed in batches by [`Core::flush_usage`]).
     pub async fn issue_token(&self, request: &ClientCredentialsRequest<'_>) -> Result<IssuedToken> {
-        let (tenant, client, key_id) =
-            self.authenticate_client(request.tenant, request.client_id, request.client_secret, request.has_assertion).await?;
+        let (tenant, client, key_id) = self
+            .authenticate_client(request.tenant, request.client_id, request.client_secret, request.has_assertion, Some(request.client_ip))
+            .await?;
         let now = self.now();
         let requested = match request.endpoint {
             EndpointVersion::V2 => token::resource_of_scope(request.scope.unwrap_or(""))?,
@@ -527,7 +534,36 @@ impl Core {
 
     /// Authenticates a client by its secret in a tenant (token, introspection and revocation
     /// endpoints). Returns the tenant, the application and the `keyId` of the matching secret.
+    /// With the caller's address, failures (unknown client, wrong secret) are throttled per
+    /// (client id, address); without one (an administrator's check) nothing is counted.
     pub async fn authenticate_client(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        secret: Option<&str>,
+        has_assertion: bool,
+        client_ip: Option<&str>,
+    ) -> Result<(Arc<Tenant>, Arc<Application>, String)> {
+        let Some(address) = client_ip else {
+            return self.match_client_secret(tenant, client_id, secret, has_assertion).await;
+        };
+        let now = self.now();
+        if let Some(wait) = self.throttle.wait(client_id, address, now) {
+            let retry_after_seconds = (wait.whole_milliseconds() as i64 + 999) / 1000;
+            return Err(TokenError::Throttled { client_id: client_id.to_string(), retry_after_seconds }.into());
+        }
+        let result = self.match_client_secret(tenant, client_id, secret, has_assertion).await;
+        match &result {
+            Ok(_) => self.throttle.succeeded(client_id, address),
+            Err(CoreError::Token(TokenError::InvalidSecret { .. } | TokenError::UnknownClient { .. })) => {
+                self.throttle.failed(client_id, address, now);
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn match_client_secret(
         &self,
         tenant: &str,
         client_id: &str,

@@ -136,6 +136,7 @@ pub fn settings(public_url: &str, algorithm: Algorithm) -> CoreSettings {
         token_lifetime_min: time::Duration::minutes(60),
         token_lifetime_max: time::Duration::minutes(90),
         credential_clock_skew: time::Duration::seconds(60),
+        auth_throttle: clavis_core::throttle::ThrottleSettings::default(),
         rotation: RotationSchedule {
             period: time::Duration::days(90),
             publish_ahead: time::Duration::days(1),
@@ -213,7 +214,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
 }
 
 /// Builds a reqwest client that trusts one PEM CA, with rustls on aws-lc-rs.
-trait TrustCa {
+pub trait TrustCa {
     fn use_rustls_tls_with_ca(self, pem: &str) -> Self;
 }
 

@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::support::{assert_entra_error, claims, TestApp};
+use crate::support::{assert_entra_error, claims, TestApp, TrustCa as _};
 
 async fn client_and_resource(app: &TestApp) -> (Value, Value, String) {
     let resource = app.create_app("orders-api", &["api://orders"]).await;
@@ -445,5 +445,57 @@ both_backends!(last_use_is_recorded_in_batches, |app| Box::pin(async move {
     let used = &after["passwordCredentials"][0]["lastUsed"];
     assert_eq!(used["useCount"], 3, "{after}");
     assert_eq!(used["lastUsedIp"], "127.0.0.1");
+    app
+}));
+
+both_backends!(failed_authentications_are_throttled_per_client_and_address, |app| Box::pin(async move {
+    let worker = app.create_app("guessed", &[]).await;
+    let client_id = worker["appId"].as_str().unwrap().to_string();
+    let (_, secret) = app.add_secret(&worker, json!({})).await;
+    for attempt in 1..=10 {
+        let (status, body) = app.token(&client_id, "guess-guess-guess", "api://clavis/.default").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt}: {body}");
+    }
+    // The tenth failure started a one-second wait: even the right secret is refused, in
+    // Entra's shape with Retry-After, and nothing is evaluated.
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id.as_str()),
+        ("client_secret", secret.as_str()),
+        ("scope", "api://clavis/.default"),
+    ];
+    let token_url = format!("{}/{}/oauth2/v2.0/token", app.url, app.tenant_id);
+    let response = app.http.post(&token_url).form(&form).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_entra_error(StatusCode::TOO_MANY_REQUESTS, &body, 429, "temporarily_unavailable", 50053);
+    // Another address is never locked out by this one.
+    let elsewhere = reqwest::Client::builder()
+        .use_rustls_tls_with_ca(&app.ca_pem)
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let response = elsewhere.post(&token_url).form(&form).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    app.remember(response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap());
+    // Each further failure doubles the wait; once it has passed, the right secret clears it.
+    app.clock.advance(time::Duration::seconds(1));
+    assert_eq!(app.token(&client_id, "guess-guess-guess", "api://clavis/.default").await.0, StatusCode::UNAUTHORIZED);
+    app.clock.advance(time::Duration::seconds(1));
+    let (status, body) = app.token(&client_id, &secret, "api://clavis/.default").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    app.clock.advance(time::Duration::seconds(1));
+    assert_eq!(app.token(&client_id, &secret, "api://clavis/.default").await.0, StatusCode::OK);
+    assert_eq!(
+        app.token(&client_id, "guess-guess-guess", "api://clavis/.default").await.0,
+        StatusCode::UNAUTHORIZED,
+        "a success clears the count"
+    );
+    // Throttled attempts are in the sign-in log with their code.
+    app.core.flush_logs().await.unwrap();
+    let filter = clavis_core::signin::SignInFilter { client_id: Some(client_id.clone()), limit: 100, ..Default::default() };
+    let signins = clavis_core::store::Store::signins(app.store.as_ref(), &filter).await.unwrap();
+    assert_eq!(signins.iter().filter(|s| s.error_code == "AADSTS50053").count(), 2);
     app
 }));

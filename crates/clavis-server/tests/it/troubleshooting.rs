@@ -95,6 +95,7 @@ async fn every_emitted_code_has_a_page() {
         "90002",
         "1002012",
         "500011",
+        "50053",
         "SecretNotFound",
         "ObjectIsDeletedButRecoverable",
         "ForbiddenByRbac",
