@@ -64,6 +64,10 @@ impl FailureThrottle {
             return None;
         }
         let pairs = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
+        // The common case on the token path: no failures anywhere, no key built.
+        if pairs.is_empty() {
+            return None;
+        }
         let until = pairs.get(&Self::key(client_id, address))?.blocked_until?;
         (until > now).then(|| until - now)
     }
