@@ -16,7 +16,7 @@ impl Core {
     /// Creates the instance's checkpoint key (Ed25519) when it has none.
     pub(super) async fn ensure_instance_key(&self) -> Result<()> {
         let now = self.now();
-        if self.key_ring().instance_signer(now).is_some() {
+        if self.key_ring().instance_signer().is_some() {
             return Ok(());
         }
         let key = SigningKey::generate(Algorithm::EdDSA)?;
@@ -56,7 +56,7 @@ impl Core {
         };
         let now = self.now();
         let ring = self.key_ring();
-        let signer = ring.instance_signer(now).ok_or_else(|| CoreError::Internal("the instance has no checkpoint key".into()))?;
+        let signer = ring.instance_signer().ok_or_else(|| CoreError::Internal("the instance has no checkpoint key".into()))?;
         let payload = json!({"seq": record.seq, "hash": record.hash, "at": now.unix_timestamp()}).to_string();
         let jws = signer.key.sign_compact(&signer.header_v2, payload.as_bytes())?;
         let checkpoint = Checkpoint { seq: record.seq, hash: record.hash, at: now, kid: signer.key.kid().to_string(), jws };

@@ -9,10 +9,9 @@ use serde_json::{json, Value};
 
 use clavis_core::clock::FixedClock;
 use clavis_core::Core;
-use clavis_crypto::{Algorithm, MasterKey};
 
 use crate::both_backends;
-use crate::support::{settings, TestApp};
+use crate::support::TestApp;
 
 /// A webhook receiver: verifies signatures; fails the first attempt of every event (to see
 /// retries), or every attempt.
@@ -155,17 +154,7 @@ both_backends!(notices_arrive_once_per_threshold_signed_and_retried, |app| Box::
         assert_eq!(core.scan_notices().await.unwrap(), notices, "after {days} more days");
         deliver(&app, &core).await;
     }
-    let restarted = Arc::new(
-        Core::open(
-            app.store.clone(),
-            Arc::new(FixedClock::new(app.core.now())),
-            MasterKey::parse(&app.master_key_text).unwrap(),
-            settings(&app.url, Algorithm::RS256),
-        )
-        .await
-        .unwrap()
-        .0,
-    );
+    let restarted = app.node(Arc::new(FixedClock::new(app.core.now()))).await;
     assert_eq!(restarted.scan_notices().await.unwrap(), 0);
     deliver(&app, &restarted).await;
     app.clock.advance(time::Duration::days(2));
@@ -267,17 +256,7 @@ both_backends!(a_delivery_is_claimed_by_one_node_until_its_lease_ends, |app| Box
     app.add_secret(&worker, json!({})).await;
     app.add_secret(&worker, json!({})).await;
     // A second node over the same store and clock.
-    let other = Arc::new(
-        Core::open(
-            app.store.clone(),
-            app.clock.clone(),
-            MasterKey::parse(&app.master_key_text).unwrap(),
-            settings(&app.url, Algorithm::RS256),
-        )
-        .await
-        .unwrap()
-        .0,
-    );
+    let other = app.node(app.clock.clone()).await;
     let core = app.core.clone();
     core.fan_out().await.unwrap();
     other.fan_out().await.unwrap();

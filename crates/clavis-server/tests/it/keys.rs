@@ -96,23 +96,27 @@ both_backends!(master_key_rotation_rewraps_while_serving, |app| Box::pin(async m
 
 /// Two nodes starting together on one empty PostgreSQL database: one initializes the instance
 /// (keys, default tenant, bootstrap credential), the other finds it; no second HMAC key, data
-/// key, tenant or signing key.
+/// key, tenant or signing key, also for a node whose clock lags a second behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_starting_together_initialize_the_instance_once() {
     let (url, name) = crate::support::fresh_postgres_database().await;
     let master = MasterKey::generate();
     let master_text = master.to_text();
-    let start = |url: String, master_text: String| async move {
+    let base = time::OffsetDateTime::now_utc();
+    let start = |url: String, master_text: String, lag: i64| async move {
         let store = Arc::new(clavis_store::SqlStore::open(&url).await.unwrap());
-        let clock = Arc::new(FixedClock::new(time::OffsetDateTime::now_utc()));
+        let clock = Arc::new(FixedClock::new(base - time::Duration::seconds(lag)));
         let (core, bootstrap) =
             Core::open(store.clone(), clock, MasterKey::parse(&master_text).unwrap(), settings("https://localhost:1", Algorithm::ES256))
                 .await
                 .unwrap();
         (store, core, bootstrap)
     };
-    let ((store, _first, a), (_, _second, b)) = tokio::join!(start(url.clone(), master_text.clone()), start(url.clone(), master_text));
+    let ((store, _first, a), (_, _second, b)) =
+        tokio::join!(start(url.clone(), master_text.clone(), 0), start(url.clone(), master_text.clone(), 0));
     assert_eq!(usize::from(a.is_some()) + usize::from(b.is_some()), 1, "exactly one node bootstraps");
+    let (_, _third, c) = start(url.clone(), master_text, 1).await;
+    assert!(c.is_none());
     use clavis_core::store::Store as _;
     let wrapped = store.wrapped_keys().await.unwrap();
     assert_eq!(wrapped.iter().filter(|k| k.purpose == "hmac").count(), 1, "one client-secret HMAC key");
@@ -126,15 +130,7 @@ async fn nodes_starting_together_initialize_the_instance_once() {
 }
 
 both_backends!(one_node_holds_the_maintenance_lease_until_it_ends_or_is_released, |app| Box::pin(async move {
-    let other = Core::open(
-        app.store.clone(),
-        app.clock.clone(),
-        MasterKey::parse(&app.master_key_text).unwrap(),
-        settings(&app.url, Algorithm::RS256),
-    )
-    .await
-    .unwrap()
-    .0;
+    let other = app.node(app.clock.clone()).await;
     let lease = clavis_server::jobs::MAINTENANCE_LEASE;
     let ttl = time::Duration::minutes(3);
     let (first, second) = tokio::join!(app.core.take_lease(lease, ttl), other.take_lease(lease, ttl));

@@ -9,11 +9,9 @@ use sqlx::Executor as _;
 
 use clavis_core::clock::FixedClock;
 use clavis_core::store::Store as _;
-use clavis_core::Core;
-use clavis_crypto::{Algorithm, MasterKey};
 
 use crate::both_backends;
-use crate::support::{assert_entra_error, settings, Backend, TestApp};
+use crate::support::{assert_entra_error, Backend, TestApp};
 
 async fn published(app: &TestApp) -> (String, Value) {
     let token = app.vault_token(&app.admin_client_id, &app.admin_secret.clone()).await;
@@ -81,17 +79,7 @@ both_backends!(rotation_publishes_overlaps_and_survives_failures, |app| Box::pin
     assert_eq!(key_ids(&app, &object_id).await.len(), 1, "a failed step added no secret");
     pool.execute(drop).await.unwrap();
     // A restart (a new core over the same store) resumes from the stored state.
-    let restarted = Arc::new(
-        Core::open(
-            app.store.clone(),
-            Arc::new(FixedClock::new(app.core.now())),
-            MasterKey::parse(&app.master_key_text).unwrap(),
-            settings(&app.url, Algorithm::RS256),
-        )
-        .await
-        .unwrap()
-        .0,
-    );
+    let restarted = app.node(Arc::new(FixedClock::new(app.core.now()))).await;
     assert_eq!(restarted.run_rotations().await.unwrap(), 1);
     assert_eq!(app.core.run_rotations().await.unwrap(), 0, "exactly one rotation, whoever runs the job");
     let keys = key_ids(&app, &object_id).await;

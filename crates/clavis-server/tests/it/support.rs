@@ -329,6 +329,13 @@ impl TestApp {
     }
 
     /// The audit head, to prove a refused request changed nothing.
+    /// Another node: a core over the same store and master key, with the given clock (the app's
+    /// for a node running beside it, a new one for a restart).
+    pub async fn node(&self, clock: Arc<FixedClock>) -> Arc<Core> {
+        let master = MasterKey::parse(&self.master_key_text).unwrap();
+        Arc::new(Core::open(self.store.clone(), clock, master, settings(&self.url, Algorithm::RS256)).await.unwrap().0)
+    }
+
     pub async fn audit_head(&self) -> i64 {
         self.store.audit_head().await.unwrap()
     }
