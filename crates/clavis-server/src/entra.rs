@@ -510,7 +510,7 @@ async fn issue(
         tenant,
         endpoint,
         client_id,
-        client_secret: form.client_secret.as_deref().filter(|s| !s.is_empty()),
+        client_secret: form.secret(),
         has_assertion: form.client_assertion.as_deref().is_some_and(|a| !a.is_empty()),
         scope: form.scope.as_deref(),
         resource: form.resource.as_deref(),
@@ -559,6 +559,25 @@ fn token_response(issued: &IssuedToken, endpoint: EndpointVersion) -> Response {
     response
 }
 
+/// The form of the introspection and revocation endpoints: client authentication and `token`.
+fn read_token_form(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<(TokenForm, String), TokenError> {
+    let mut form = read_form(headers, body)?;
+    match form.token.take().filter(|t| !t.is_empty()) {
+        Some(token) => Ok((form, token)),
+        None => Err(TokenError::MissingParameter("token")),
+    }
+}
+
+impl TokenForm {
+    fn client_id(&self) -> &str {
+        self.client_id.as_deref().unwrap_or("")
+    }
+
+    fn secret(&self) -> Option<&str> {
+        self.client_secret.as_deref().filter(|s| !s.is_empty())
+    }
+}
+
 /// RFC 7662 token introspection, for resource servers (authenticated as clients of the tenant).
 async fn introspect(
     State(state): State<AppState>,
@@ -567,15 +586,11 @@ async fn introspect(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let form = match read_form(&headers, body) {
-        Ok(form) => form,
+    let (form, token) = match read_token_form(&headers, body) {
+        Ok(read) => read,
         Err(error) => return token_error_response(&error),
     };
-    let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
-        return token_error_response(&TokenError::MissingParameter("token"));
-    };
-    let client_id = form.client_id.as_deref().unwrap_or("");
-    match state.core.introspect(&tenant, client_id, form.client_secret.as_deref().filter(|s| !s.is_empty()), token, &client_ip).await {
+    match state.core.introspect(&tenant, form.client_id(), form.secret(), &token, &client_ip).await {
         Ok(answer) => {
             let mut response = (StatusCode::OK, answer.to_string()).into_response();
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
@@ -594,15 +609,11 @@ async fn revoke(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let form = match read_form(&headers, body) {
-        Ok(form) => form,
+    let (form, token) = match read_token_form(&headers, body) {
+        Ok(read) => read,
         Err(error) => return token_error_response(&error),
     };
-    let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
-        return token_error_response(&TokenError::MissingParameter("token"));
-    };
-    let client_id = form.client_id.as_deref().unwrap_or("");
-    match state.core.revoke_token(&tenant, client_id, form.client_secret.as_deref().filter(|s| !s.is_empty()), token, &client_ip).await {
+    match state.core.revoke_token(&tenant, form.client_id(), form.secret(), &token, &client_ip).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(error) => core_error_response(error),
     }

@@ -13,6 +13,20 @@ use crate::{backend_error, int, micros, text, Dialect, SqlStore};
 
 pub(crate) type Tx<'a> = Transaction<'a, Any>;
 
+/// Runs a statement of a mutation that must change at least one row: none changed means its
+/// target is missing (or moved on), reported as `missing`.
+pub(crate) async fn change_rows<'q>(
+    tx: &mut Tx<'_>,
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    missing: impl FnOnce() -> CoreError,
+) -> Result<()> {
+    let done = query.execute(&mut **tx).await.map_err(backend_error)?;
+    if done.rows_affected() == 0 {
+        return Err(missing());
+    }
+    Ok(())
+}
+
 /// Audit records per INSERT statement (12 parameters each, far below both backends' limits).
 const AUDIT_ROWS_PER_STATEMENT: usize = 32;
 
@@ -94,17 +108,16 @@ async fn apply_one(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation) -> Re
             }
         }
         Mutation::UpdateTenant(tenant) => {
-            let done = sqlx::query("UPDATE tenants SET display_name = $1, signing_algorithm = $2, policy = $3 WHERE id = $4")
-                .bind(&tenant.display_name)
-                .bind(tenant.signing_algorithm.as_str())
-                .bind(json!(tenant.policy).to_string())
-                .bind(&tenant.id)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(CoreError::NotFound(format!("tenant {} not found", tenant.id)));
-            }
+            change_rows(
+                tx,
+                sqlx::query("UPDATE tenants SET display_name = $1, signing_algorithm = $2, policy = $3 WHERE id = $4")
+                    .bind(&tenant.display_name)
+                    .bind(tenant.signing_algorithm.as_str())
+                    .bind(json!(tenant.policy).to_string())
+                    .bind(&tenant.id),
+                || CoreError::NotFound(format!("tenant {} not found", tenant.id)),
+            )
+            .await?;
         }
         Mutation::InsertApplication(application) => {
             sqlx::query("INSERT INTO applications (id, tenant_id, app_id, service_principal_id, display_name, body, builtin, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
@@ -122,17 +135,16 @@ async fn apply_one(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation) -> Re
             insert_identifier_uris(tx, application).await?;
         }
         Mutation::UpdateApplication(application) => {
-            let done = sqlx::query("UPDATE applications SET display_name = $1, body = $2 WHERE id = $3 AND tenant_id = $4")
-                .bind(&application.display_name)
-                .bind(application_body(application))
-                .bind(&application.id)
-                .bind(&application.tenant_id)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(CoreError::NotFound(format!("Application '{}' was not found in this tenant.", application.id)));
-            }
+            change_rows(
+                tx,
+                sqlx::query("UPDATE applications SET display_name = $1, body = $2 WHERE id = $3 AND tenant_id = $4")
+                    .bind(&application.display_name)
+                    .bind(application_body(application))
+                    .bind(&application.id)
+                    .bind(&application.tenant_id),
+                || CoreError::NotFound(format!("Application '{}' was not found in this tenant.", application.id)),
+            )
+            .await?;
             sqlx::query("DELETE FROM identifier_uris WHERE application_id = $1")
                 .bind(&application.id)
                 .execute(&mut **tx)
@@ -200,16 +212,15 @@ async fn apply_one(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation) -> Re
                 .map_err(|e| conflict_or_backend(e, || format!("credential {} exists", credential.key_id)))?;
         }
         Mutation::RemovePassword { tenant_id, application_id, key_id } => {
-            let done = sqlx::query("DELETE FROM password_credentials WHERE key_id = $1 AND application_id = $2 AND tenant_id = $3")
-                .bind(key_id)
-                .bind(application_id)
-                .bind(tenant_id)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(CoreError::NotFound(format!("The application has no password credential with keyId '{key_id}'.")));
-            }
+            change_rows(
+                tx,
+                sqlx::query("DELETE FROM password_credentials WHERE key_id = $1 AND application_id = $2 AND tenant_id = $3")
+                    .bind(key_id)
+                    .bind(application_id)
+                    .bind(tenant_id),
+                || CoreError::NotFound(format!("The application has no password credential with keyId '{key_id}'.")),
+            )
+            .await?;
             sqlx::query("DELETE FROM credential_usage WHERE key_id = $1").bind(key_id).execute(&mut **tx).await.map_err(backend_error)?;
         }
         Mutation::InsertAssignment(assignment) => {
@@ -225,15 +236,12 @@ async fn apply_one(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation) -> Re
                 .map_err(|e| conflict_or_backend(e, || "The application already holds this app role.".to_string()))?;
         }
         Mutation::DeleteAssignment { tenant_id, id } => {
-            let done = sqlx::query("DELETE FROM app_role_assignments WHERE id = $1 AND tenant_id = $2")
-                .bind(id)
-                .bind(tenant_id)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(CoreError::NotFound(format!("App role assignment '{id}' was not found.")));
-            }
+            change_rows(
+                tx,
+                sqlx::query("DELETE FROM app_role_assignments WHERE id = $1 AND tenant_id = $2").bind(id).bind(tenant_id),
+                || CoreError::NotFound(format!("App role assignment '{id}' was not found.")),
+            )
+            .await?;
         }
         Mutation::InsertSigningKey { key, retire } => {
             sqlx::query("INSERT INTO signing_keys (kid, tenant_id, algorithm, data_key_id, sealed, created_at, activate_at, expire_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)")

@@ -9,7 +9,7 @@ use clavis_core::events::{Delivery, DeliveryStatus, ExpiringCredential, Expiring
 use clavis_core::store::Mutation;
 use clavis_core::{CoreError, Result};
 
-use crate::apply::{conflict_or_backend, Tx};
+use crate::apply::{change_rows, conflict_or_backend, Tx};
 use crate::{backend_error, bytes, instant, int, micros, opt_int, opt_text, text, SqlStore};
 
 /// Applies one event mutation inside the batch's transaction.
@@ -33,15 +33,10 @@ pub(crate) async fn apply(tx: &mut Tx<'_>, mutation: &Mutation) -> Result<()> {
             .map_err(backend_error)?;
         }
         Mutation::DeleteSubscription { tenant_id, id } => {
-            let done = sqlx::query("DELETE FROM subscriptions WHERE id = $1 AND tenant_id = $2")
-                .bind(id)
-                .bind(tenant_id)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(CoreError::NotFound(format!("Subscription '{id}' was not found.")));
-            }
+            change_rows(tx, sqlx::query("DELETE FROM subscriptions WHERE id = $1 AND tenant_id = $2").bind(id).bind(tenant_id), || {
+                CoreError::NotFound(format!("Subscription '{id}' was not found."))
+            })
+            .await?;
             sqlx::query("DELETE FROM deliveries WHERE subscription_id = $1 AND status = 'pending'")
                 .bind(id)
                 .execute(&mut **tx)
@@ -71,27 +66,25 @@ pub(crate) async fn apply(tx: &mut Tx<'_>, mutation: &Mutation) -> Result<()> {
             .map_err(backend_error)?;
         }
         Mutation::DeleteRotationPolicy { tenant_id, application_id } => {
-            let done = sqlx::query("DELETE FROM rotation_policies WHERE application_id = $1 AND tenant_id = $2")
-                .bind(application_id)
-                .bind(tenant_id)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(CoreError::NotFound("The application has no rotation policy.".into()));
-            }
+            change_rows(
+                tx,
+                sqlx::query("DELETE FROM rotation_policies WHERE application_id = $1 AND tenant_id = $2")
+                    .bind(application_id)
+                    .bind(tenant_id),
+                || CoreError::NotFound("The application has no rotation policy.".into()),
+            )
+            .await?;
         }
         Mutation::UpdateRotationState { application_id, expected, next } => {
-            let done = sqlx::query("UPDATE rotation_policies SET state = $1 WHERE application_id = $2 AND state = $3")
-                .bind(json!(next).to_string())
-                .bind(application_id)
-                .bind(json!(expected).to_string())
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(CoreError::Conflict("The rotation moved on concurrently; nothing was changed.".into()));
-            }
+            change_rows(
+                tx,
+                sqlx::query("UPDATE rotation_policies SET state = $1 WHERE application_id = $2 AND state = $3")
+                    .bind(json!(next).to_string())
+                    .bind(application_id)
+                    .bind(json!(expected).to_string()),
+                || CoreError::Conflict("The rotation moved on concurrently; nothing was changed.".into()),
+            )
+            .await?;
         }
         other => return Err(CoreError::Internal(format!("mutation {other:?} reached the event tables"))),
     }

@@ -11,7 +11,7 @@ use clavis_core::store::Mutation;
 use clavis_core::vault::{name_key, DeletedState, Secret, SecretProperties, SecretVersion, Vault};
 use clavis_core::{CoreError, Result};
 
-use crate::apply::{conflict_or_backend, Tx};
+use crate::apply::{change_rows, conflict_or_backend, Tx};
 use crate::{backend_error, bytes, instant, int, micros, opt_int, text, Dialect};
 
 const VERSION_COLUMNS: &str =
@@ -74,19 +74,13 @@ pub(crate) async fn apply(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation
             .map_err(|e| conflict_or_backend(e, || format!("A vault named '{}' already exists (vault names are unique in a Clavis instance).", vault.name)))?;
         }
         Mutation::UpdateVault(vault) => {
-            let done = sqlx::query("UPDATE vaults SET retention_days = $1, purge_protection = $2, enforce_expiry = $3, rate_limit = $4, deleted_at = $5 WHERE id = $6")
+            change_rows(tx, sqlx::query("UPDATE vaults SET retention_days = $1, purge_protection = $2, enforce_expiry = $3, rate_limit = $4, deleted_at = $5 WHERE id = $6")
                 .bind(vault.retention_days)
                 .bind(i64::from(vault.purge_protection))
                 .bind(i64::from(vault.enforce_expiry))
                 .bind(vault.rate_limit)
                 .bind(vault.deleted_at.map(micros))
-                .bind(&vault.id)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(CoreError::NotFound(format!("Vault '{}' was not found.", vault.name)));
-            }
+                .bind(&vault.id), || CoreError::NotFound(format!("Vault '{}' was not found.", vault.name))).await?;
         }
         Mutation::PurgeVault { vault_id, name } => {
             for sql in ["DELETE FROM vault_secret_versions WHERE vault_id = $1", "DELETE FROM vault_secrets WHERE vault_id = $1", "DELETE FROM vaults WHERE id = $1"] {
@@ -131,53 +125,29 @@ pub(crate) async fn apply(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation
             insert_version(tx, &version).await?;
         }
         Mutation::UpdateSecretVersion(version) => {
-            let done = sqlx::query("UPDATE vault_secret_versions SET properties = $1, updated_at = $2 WHERE vault_id = $3 AND name_key = $4 AND version = $5")
+            change_rows(tx, sqlx::query("UPDATE vault_secret_versions SET properties = $1, updated_at = $2 WHERE vault_id = $3 AND name_key = $4 AND version = $5")
                 .bind(json!(version.properties).to_string())
                 .bind(micros(version.updated))
                 .bind(&version.vault_id)
                 .bind(name_key(&version.name))
-                .bind(&version.version)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(secret_not_found(&version.name));
-            }
+                .bind(&version.version), || secret_not_found(&version.name)).await?;
         }
         Mutation::DeleteSecret { vault_id, name, deleted } => {
-            let done = sqlx::query("UPDATE vault_secrets SET deleted_at = $1, scheduled_purge_at = $2 WHERE vault_id = $3 AND name_key = $4 AND deleted_at IS NULL")
+            change_rows(tx, sqlx::query("UPDATE vault_secrets SET deleted_at = $1, scheduled_purge_at = $2 WHERE vault_id = $3 AND name_key = $4 AND deleted_at IS NULL")
                 .bind(micros(deleted.deleted_at))
                 .bind(micros(deleted.scheduled_purge_at))
                 .bind(vault_id)
-                .bind(name_key(name))
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(secret_not_found(name));
-            }
+                .bind(name_key(name)), || secret_not_found(name)).await?;
         }
         Mutation::RecoverSecret { vault_id, name } => {
-            let done = sqlx::query("UPDATE vault_secrets SET deleted_at = NULL, scheduled_purge_at = NULL WHERE vault_id = $1 AND name_key = $2 AND deleted_at IS NOT NULL")
+            change_rows(tx, sqlx::query("UPDATE vault_secrets SET deleted_at = NULL, scheduled_purge_at = NULL WHERE vault_id = $1 AND name_key = $2 AND deleted_at IS NOT NULL")
                 .bind(vault_id)
-                .bind(name_key(name))
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(deleted_not_found(name));
-            }
+                .bind(name_key(name)), || deleted_not_found(name)).await?;
         }
         Mutation::PurgeSecret { vault_id, name } => {
-            let done = sqlx::query("DELETE FROM vault_secrets WHERE vault_id = $1 AND name_key = $2 AND deleted_at IS NOT NULL")
+            change_rows(tx, sqlx::query("DELETE FROM vault_secrets WHERE vault_id = $1 AND name_key = $2 AND deleted_at IS NOT NULL")
                 .bind(vault_id)
-                .bind(name_key(name))
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(deleted_not_found(name));
-            }
+                .bind(name_key(name)), || deleted_not_found(name)).await?;
             sqlx::query("DELETE FROM vault_secret_versions WHERE vault_id = $1 AND name_key = $2")
                 .bind(vault_id)
                 .bind(name_key(name))
@@ -232,15 +202,9 @@ pub(crate) async fn apply(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation
                 .map_err(|e| conflict_or_backend(e, || "The principal already holds this role at this scope.".to_string()))?;
         }
         Mutation::DeleteVaultAssignment { tenant_id, id } => {
-            let done = sqlx::query("DELETE FROM vault_role_assignments WHERE id = $1 AND tenant_id = $2")
+            change_rows(tx, sqlx::query("DELETE FROM vault_role_assignments WHERE id = $1 AND tenant_id = $2")
                 .bind(id)
-                .bind(tenant_id)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend_error)?;
-            if done.rows_affected() == 0 {
-                return Err(CoreError::NotFound(format!("Role assignment '{id}' was not found.")));
-            }
+                .bind(tenant_id), || CoreError::NotFound(format!("Role assignment '{id}' was not found."))).await?;
         }
         Mutation::Revoke(revocation) => {
             sqlx::query(

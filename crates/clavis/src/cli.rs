@@ -248,13 +248,7 @@ pub async fn app(global: &Global, command: AppCommand) -> Result<()> {
                     ("Application created:", field(&app, "/displayName")),
                     ("Client id (appId):", field(&app, "/appId")),
                     ("Object id:", field(&app, "/id")),
-                    (
-                        "Identifier URIs:",
-                        app["identifierUris"]
-                            .as_array()
-                            .map(|u| u.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-                            .unwrap_or_default(),
-                    ),
+                    ("Identifier URIs:", output::joined(&app["identifierUris"], ", ")),
                     ("Next:", format!("clavis app secret add {}", field(&app, "/appId"))),
                 ]),
             }
@@ -264,24 +258,14 @@ pub async fn app(global: &Global, command: AppCommand) -> Result<()> {
             match global.output {
                 Format::Json => output::json(&list),
                 Format::Table => {
-                    let rows: Vec<Vec<String>> = list["value"]
-                        .as_array()
-                        .map(|apps| {
-                            apps.iter()
-                                .map(|a| {
-                                    vec![
-                                        field(a, "/displayName"),
-                                        field(a, "/appId"),
-                                        a["passwordCredentials"].as_array().map_or(0, Vec::len).to_string(),
-                                        a["identifierUris"]
-                                            .as_array()
-                                            .map(|u| u.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
-                                            .unwrap_or_default(),
-                                    ]
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let rows = output::rows(&list["value"], |a| {
+                        vec![
+                            field(a, "/displayName"),
+                            field(a, "/appId"),
+                            a["passwordCredentials"].as_array().map_or(0, Vec::len).to_string(),
+                            output::joined(&a["identifierUris"], " "),
+                        ]
+                    });
                     output::table(&["NAME", "CLIENT ID", "SECRETS", "IDENTIFIER URIS"], &rows);
                 }
             }
@@ -298,13 +282,7 @@ pub async fn app(global: &Global, command: AppCommand) -> Result<()> {
                         ("Client id (appId):", field(&app, "/appId")),
                         ("Object id:", field(&app, "/id")),
                         ("Service principal id:", field(&app, "/servicePrincipalId")),
-                        (
-                            "Identifier URIs:",
-                            app["identifierUris"]
-                                .as_array()
-                                .map(|u| u.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-                                .unwrap_or_default(),
-                        ),
+                        ("Identifier URIs:", output::joined(&app["identifierUris"], ", ")),
                         (
                             "App roles:",
                             app["appRoles"]
@@ -376,27 +354,20 @@ async fn secret(global: &Global, client: &mut Client, command: SecretCommand) ->
             match global.output {
                 Format::Json => output::json(&app["passwordCredentials"]),
                 Format::Table => {
-                    let rows: Vec<Vec<String>> = app["passwordCredentials"]
-                        .as_array()
-                        .map(|list| {
-                            list.iter()
-                                .map(|c| {
-                                    vec![
-                                        field(c, "/keyId"),
-                                        field(c, "/hint"),
-                                        field(c, "/displayName"),
-                                        field(c, "/state"),
-                                        field(c, "/startDateTime"),
-                                        field(c, "/endDateTime"),
-                                        field(c, "/lastUsed/lastUsedDateTime"),
-                                        field(c, "/lastUsed/lastUsedIp"),
-                                        field(c, "/lastUsed/useCount"),
-                                        field(c, "/unusedForDays"),
-                                    ]
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let rows = output::rows(&app["passwordCredentials"], |c| {
+                        vec![
+                            field(c, "/keyId"),
+                            field(c, "/hint"),
+                            field(c, "/displayName"),
+                            field(c, "/state"),
+                            field(c, "/startDateTime"),
+                            field(c, "/endDateTime"),
+                            field(c, "/lastUsed/lastUsedDateTime"),
+                            field(c, "/lastUsed/lastUsedIp"),
+                            field(c, "/lastUsed/useCount"),
+                            field(c, "/unusedForDays"),
+                        ]
+                    });
                     output::table(
                         &["KEY ID", "HINT", "DESCRIPTION", "STATE", "START", "END", "LAST USED", "FROM", "USES", "UNUSED DAYS"],
                         &rows,
@@ -499,29 +470,14 @@ async fn role(global: &Global, client: &mut Client, command: RoleCommand) -> Res
                 return Ok(());
             }
             println!("Roles defined by {}:", field(&app, "/displayName"));
-            let defined: Vec<Vec<String>> = app["appRoles"]
-                .as_array()
-                .map(|r| {
-                    r.iter().map(|r| vec![field(r, "/value"), field(r, "/id"), field(r, "/isEnabled"), field(r, "/description")]).collect()
-                })
-                .unwrap_or_default();
+            let defined = output::rows(&app["appRoles"], |r| {
+                vec![field(r, "/value"), field(r, "/id"), field(r, "/isEnabled"), field(r, "/description")]
+            });
             output::table(&["VALUE", "ID", "ENABLED", "DESCRIPTION"], &defined);
-            let grants = |list: &Value| -> Vec<Vec<String>> {
-                list["value"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|g| {
-                                vec![
-                                    field(g, "/id"),
-                                    field(g, "/principalDisplayName"),
-                                    field(g, "/resourceDisplayName"),
-                                    field(g, "/appRoleValue"),
-                                ]
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default()
+            let grants = |list: &Value| {
+                output::rows(&list["value"], |g| {
+                    vec![field(g, "/id"), field(g, "/principalDisplayName"), field(g, "/resourceDisplayName"), field(g, "/appRoleValue")]
+                })
             };
             println!("\nGrants it holds:");
             output::table(&["ASSIGNMENT ID", "CLIENT", "RESOURCE", "ROLE"], &grants(&held));
@@ -754,25 +710,18 @@ pub async fn signins(global: &Global, command: SigninsCommand) -> Result<()> {
     match global.output {
         Format::Json => output::json(&list),
         Format::Table => {
-            let rows: Vec<Vec<String>> = list["value"]
-                .as_array()
-                .map(|v| {
-                    v.iter()
-                        .map(|s| {
-                            vec![
-                                field(s, "/at"),
-                                field(s, "/clientId"),
-                                field(s, "/result"),
-                                field(s, "/errorCode"),
-                                field(s, "/keyId"),
-                                field(s, "/resource"),
-                                field(s, "/clientIp"),
-                                field(s, "/correlationId"),
-                            ]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let rows = output::rows(&list["value"], |s| {
+                vec![
+                    field(s, "/at"),
+                    field(s, "/clientId"),
+                    field(s, "/result"),
+                    field(s, "/errorCode"),
+                    field(s, "/keyId"),
+                    field(s, "/resource"),
+                    field(s, "/clientIp"),
+                    field(s, "/correlationId"),
+                ]
+            });
             output::table(&["TIME", "CLIENT ID", "RESULT", "CODE", "KEY ID", "RESOURCE", "IP", "CORRELATION ID"], &rows);
         }
     }
@@ -914,25 +863,18 @@ pub async fn audit(global: &Global, command: AuditCommand) -> Result<()> {
             match global.output {
                 Format::Json => output::json(&list),
                 Format::Table => {
-                    let rows: Vec<Vec<String>> = list["value"]
-                        .as_array()
-                        .map(|v| {
-                            v.iter()
-                                .map(|r| {
-                                    vec![
-                                        field(r, "/seq"),
-                                        field(r, "/at"),
-                                        field(r, "/action"),
-                                        field(r, "/targetType"),
-                                        field(r, "/targetId"),
-                                        field(r, "/actor/appId"),
-                                        field(r, "/result"),
-                                        field(r, "/context/correlationId"),
-                                    ]
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let rows = output::rows(&list["value"], |r| {
+                        vec![
+                            field(r, "/seq"),
+                            field(r, "/at"),
+                            field(r, "/action"),
+                            field(r, "/targetType"),
+                            field(r, "/targetId"),
+                            field(r, "/actor/appId"),
+                            field(r, "/result"),
+                            field(r, "/context/correlationId"),
+                        ]
+                    });
                     output::table(&["SEQ", "TIME", "ACTION", "TARGET TYPE", "TARGET", "BY (CLIENT ID)", "RESULT", "CORRELATION ID"], &rows);
                 }
             }

@@ -256,10 +256,7 @@ pub async fn vault(global: &Global, command: VaultCommand) -> Result<()> {
             let list = client.call(Method::GET, "/v1.0/clavis/vaults", None).await?;
             match global.output {
                 Format::Json => output::json(&list),
-                Format::Table => output::table(
-                    &headers,
-                    &list["value"].as_array().map(|v| v.iter().map(vault_row).collect::<Vec<_>>()).unwrap_or_default(),
-                ),
+                Format::Table => output::table(&headers, &output::rows(&list["value"], vault_row)),
             }
             return Ok(());
         }
@@ -469,9 +466,7 @@ pub async fn role(global: &Global, command: RoleCommand) -> Result<()> {
             let list = client.call(Method::GET, "/v1.0/clavis/vaultRoleAssignments", None).await?;
             match global.output {
                 Format::Json => output::json(&list),
-                Format::Table => {
-                    output::table(&headers, &list["value"].as_array().map(|v| v.iter().map(row).collect::<Vec<_>>()).unwrap_or_default())
-                }
+                Format::Table => output::table(&headers, &output::rows(&list["value"], row)),
             }
         }
         RoleCommand::Remove { id } => {
@@ -615,25 +610,14 @@ pub async fn events(global: &Global, command: EventsCommand) -> Result<()> {
             match global.output {
                 Format::Json => output::json(&list),
                 Format::Table => {
-                    let rows: Vec<Vec<String>> = list["value"]
-                        .as_array()
-                        .map(|v| {
-                            v.iter()
-                                .map(|s| {
-                                    vec![
-                                        field(s, "/id"),
-                                        field(s, "/url"),
-                                        field(s, "/schema"),
-                                        s["eventTypes"]
-                                            .as_array()
-                                            .map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
-                                            .filter(|t| !t.is_empty())
-                                            .unwrap_or_else(|| "all".into()),
-                                    ]
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let rows = output::rows(&list["value"], |s| {
+                        vec![
+                            field(s, "/id"),
+                            field(s, "/url"),
+                            field(s, "/schema"),
+                            Some(output::joined(&s["eventTypes"], ",")).filter(|t| !t.is_empty()).unwrap_or_else(|| "all".into()),
+                        ]
+                    });
                     output::table(&["ID", "URL", "SCHEMA", "EVENT TYPES"], &rows);
                 }
             }
@@ -651,33 +635,26 @@ pub async fn events(global: &Global, command: EventsCommand) -> Result<()> {
             match global.output {
                 Format::Json => output::json(&list),
                 Format::Table => {
-                    let rows: Vec<Vec<String>> = list["value"]
-                        .as_array()
-                        .map(|v| {
-                            v.iter()
-                                .map(|e| {
-                                    let deliveries = e["deliveries"].as_array().cloned().unwrap_or_default();
-                                    let state = if deliveries.is_empty() {
-                                        "no subscription".to_string()
-                                    } else {
-                                        deliveries
-                                            .iter()
-                                            .map(|d| {
-                                                format!(
-                                                    "{} ({} attempt{})",
-                                                    field(d, "/status"),
-                                                    field(d, "/attempts"),
-                                                    if d["attempts"] == 1 { "" } else { "s" }
-                                                )
-                                            })
-                                            .collect::<Vec<_>>()
-                                            .join(", ")
-                                    };
-                                    vec![field(e, "/seq"), field(e, "/eventTime"), field(e, "/eventType"), field(e, "/subject"), state]
+                    let rows = output::rows(&list["value"], |e| {
+                        let deliveries = e["deliveries"].as_array().cloned().unwrap_or_default();
+                        let state = if deliveries.is_empty() {
+                            "no subscription".to_string()
+                        } else {
+                            deliveries
+                                .iter()
+                                .map(|d| {
+                                    format!(
+                                        "{} ({} attempt{})",
+                                        field(d, "/status"),
+                                        field(d, "/attempts"),
+                                        if d["attempts"] == 1 { "" } else { "s" }
+                                    )
                                 })
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        vec![field(e, "/seq"), field(e, "/eventTime"), field(e, "/eventType"), field(e, "/subject"), state]
+                    });
                     output::table(&["SEQ", "TIME", "TYPE", "SUBJECT", "DELIVERIES"], &rows);
                 }
             }

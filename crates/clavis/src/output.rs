@@ -53,3 +53,13 @@ pub fn pairs(items: &[(&str, String)]) {
         println!("{label:<width$}  {value}");
     }
 }
+
+/// The table rows of a JSON array (an absent or non-array value gives none).
+pub fn rows(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    list.as_array().map(|items| items.iter().map(row).collect()).unwrap_or_default()
+}
+
+/// The strings of a JSON array joined by `separator` (empty when absent).
+pub fn joined(list: &Value, separator: &str) -> String {
+    list.as_array().map(|items| items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(separator)).unwrap_or_default()
+}
