@@ -192,6 +192,8 @@ pub fn verify_chain<'a>(records: impl IntoIterator<Item = &'a AuditRecord>, mut 
 /// Filters of an audit query.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
+    /// Newest records first (the portal's view) instead of in chain order.
+    pub newest_first: bool,
     /// Only records with `seq > after`.
     pub after: i64,
     /// From (inclusive).

@@ -8,6 +8,7 @@
 //! and signing-key rotation), [`policy`] (RBAC), [`audit`] (the hash-chained record of every
 //! change). [`Core`] is the facade the server, CLI and portal call.
 
+pub mod admin;
 pub mod audit;
 pub mod cache;
 pub mod clock;
@@ -28,7 +29,7 @@ pub mod vault;
 mod core;
 
 pub use crate::core::{
-    vault_app_id, ApplicationPatch, BootstrapCredential, Core, CoreSettings, EventRecord, NewApplication, OutgoingDelivery,
+    vault_app_id, AdminPatch, ApplicationPatch, BootstrapCredential, Core, CoreSettings, EventRecord, NewApplication, OutgoingDelivery,
     PropertiesPatch, SecretValue, UsageStats, VaultPatch, VaultStateChange, VerifiedToken,
 };
 pub use error::{CoreError, Result};

@@ -76,8 +76,36 @@ pub struct Principal {
     pub app_id: String,
     /// The roles in the token.
     pub roles: Vec<String>,
-    /// The credential that obtained the token.
+    /// The credential that obtained the token (for a person: the portal session's short id).
     pub credential_id: String,
+    /// The administrator's user name when the caller is a person signed in to the portal
+    /// (`service_principal_id` is then the administrator's id).
+    pub user: Option<String>,
+}
+
+impl Principal {
+    /// The principal as the actor of an audit record.
+    pub fn actor(&self) -> crate::audit::Actor {
+        match &self.user {
+            Some(_) => crate::audit::Actor {
+                kind: "user".into(),
+                id: self.service_principal_id.clone(),
+                app_id: None,
+                auth_method: "portal".into(),
+            },
+            None => crate::audit::Actor {
+                kind: "servicePrincipal".into(),
+                id: self.service_principal_id.clone(),
+                app_id: Some(self.app_id.clone()),
+                auth_method: "bearer".into(),
+            },
+        }
+    }
+
+    /// How the principal is named to people: the user name, or the application's client id.
+    pub fn display(&self) -> &str {
+        self.user.as_deref().unwrap_or(&self.app_id)
+    }
 }
 
 /// Proof that a principal may do what a permission covers.
@@ -105,8 +133,8 @@ pub fn authorize(principal: &Principal, permission: Permission) -> Result<Author
         Ok(Authorized { principal, permission })
     } else {
         Err(CoreError::Forbidden(format!(
-            "The caller's application '{}' lacks a role that allows this operation; one of {} of the application '{MANAGEMENT_API_NAME}' ({MANAGEMENT_API_URI}) must be granted to it.",
-            principal.app_id,
+            "The caller '{}' lacks a role that allows this operation; one of {} of the application '{MANAGEMENT_API_NAME}' ({MANAGEMENT_API_URI}) must be granted to it.",
+            principal.display(),
             permission.roles().join(", ")
         )))
     }
@@ -123,6 +151,7 @@ mod tests {
             app_id: "a".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             credential_id: "k".into(),
+            user: None,
         }
     }
 
@@ -338,7 +367,14 @@ mod vault_tests {
     }
 
     fn caller() -> Principal {
-        Principal { tenant_id: "t".into(), service_principal_id: "sp".into(), app_id: "a".into(), roles: vec![], credential_id: "k".into() }
+        Principal {
+            tenant_id: "t".into(),
+            service_principal_id: "sp".into(),
+            app_id: "a".into(),
+            roles: vec![],
+            credential_id: "k".into(),
+            user: None,
+        }
     }
 
     #[test]

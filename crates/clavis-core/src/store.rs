@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use clavis_crypto::Algorithm;
 
+use crate::admin::{AdminAccount, PortalSession};
 use crate::audit::{AuditFilter, AuditRecord, Change, Checkpoint, DomainEvent};
 use crate::credential::PasswordCredential;
 use crate::error::Result;
@@ -151,6 +152,14 @@ pub enum Mutation {
     DeleteRotationPolicy { tenant_id: String, application_id: String },
     /// Moves a rotation to `next`, provided it is still in `expected` (a conflict otherwise).
     UpdateRotationState { application_id: String, expected: RotationState, next: RotationState },
+    /// Creates an administrator account (a taken user name is a conflict).
+    InsertAdmin(AdminAccount),
+    /// Replaces an account's password, role and state; `end_sessions` deletes its sessions.
+    UpdateAdmin { admin: AdminAccount, end_sessions: bool },
+    /// Starts a portal session.
+    InsertSession(PortalSession),
+    /// Ends a portal session (an already ended one is not an error).
+    DeleteSession { id_hash: String },
 }
 
 /// Mutations applied in one transaction together with their audit records and outbox events.
@@ -245,6 +254,7 @@ pub trait Store: Send + Sync + 'static {
     /// something changed, on any node, when this moves.
     async fn change_head(&self) -> Result<i64>;
     /// Outbox events with `seq > after`, oldest first.
+    /// (`after` < 0: the latest `limit` events, in order.)
     async fn events(&self, after: i64, limit: i64) -> Result<Vec<(i64, DomainEvent)>>;
 
     /// The vaults of a tenant, deleted ones included.
@@ -299,4 +309,14 @@ pub trait Store: Send + Sync + 'static {
     async fn secrets_due(&self, now: OffsetDateTime) -> Result<bool>;
     /// Vault role assignments of a tenant, optionally of one principal.
     async fn vault_assignments(&self, tenant_id: &str, principal_id: Option<&str>) -> Result<Vec<VaultRoleAssignment>>;
+    /// Administrator accounts of a tenant, by user name.
+    async fn admins(&self, tenant_id: &str) -> Result<Vec<AdminAccount>>;
+    /// One administrator account, by id or (lower-case) user name.
+    async fn admin(&self, tenant_id: &str, id_or_name: &str) -> Result<Option<AdminAccount>>;
+    /// A portal session by the hash of its token.
+    async fn session(&self, id_hash: &str) -> Result<Option<PortalSession>>;
+    /// Records a session's activity (not audited: it changes no state anyone acts on).
+    async fn touch_session(&self, id_hash: &str, at: OffsetDateTime) -> Result<()>;
+    /// Deletes sessions that ended before the instant (idle since `idle_before`, or past their end).
+    async fn purge_sessions(&self, now: OffsetDateTime, idle_before: OffsetDateTime) -> Result<u64>;
 }

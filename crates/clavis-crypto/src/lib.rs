@@ -1,7 +1,7 @@
 //! Every cryptographic primitive Clavis uses, in one crate that can be read in an hour.
 //!
 //! **Invariant:** no other Clavis crate depends on a cryptographic library. Everything here is
-//! built on `aws-lc-rs` (a FIPS-validated, audited library); nothing is home-made beyond the
+//! built on `aws-lc-rs` (a FIPS-validated, audited library), with RustCrypto's `argon2` for people's passwords; nothing is home-made beyond the
 //! encodings around it (the client-secret text format and compact JWS assembly).
 //!
 //! | module | guarantees |
@@ -10,12 +10,14 @@
 //! | [`client_secret`] | plain secrets exist only in [`PlainClientSecret`], shown once; storage sees an HMAC tag |
 //! | [`envelope`] | AES-256-GCM with a key id beside and associated data bound to every ciphertext |
 //! | [`signing`] | JWS signing keys (RS256, ES256, EdDSA) parsed once, their JWKs, and verification |
+//! | [`password`] | people's passwords hashed with Argon2id (slow on purpose), portal session tokens |
 //! | [`tls`] | the development CA and server certificate for zero-setup HTTPS |
 //!
 //! Every type that holds key material prints only its kind and id in `Debug`.
 
 pub mod client_secret;
 pub mod envelope;
+pub mod password;
 pub mod random;
 pub mod signing;
 pub mod tls;

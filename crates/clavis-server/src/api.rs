@@ -65,6 +65,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1.0/clavis/auditRecords", get(audit_records))
         .route("/v1.0/clavis/auditCheckpoints", get(audit_checkpoints))
         .route("/v1.0/clavis/auditVerify", post(audit_verify))
+        .route("/v1.0/clavis/admins", get(list_admins).post(create_admin))
+        .route("/v1.0/clavis/admins/{name}", axum::routing::patch(update_admin))
 }
 
 /// Unknown paths get Graph's 404 shape.
@@ -95,12 +97,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                     JsonRejection::MissingJsonContentType(_) => {
                         "The body must be JSON, sent with 'Content-Type: application/json'.".to_string()
                     }
-                    other => other.body_text(),
+                    other => redact_values(&other.body_text()),
                 };
                 Err(ApiError::new(status, "Request_BadRequest", message))
             }
         }
     }
+}
+
+/// Drops the values serde quotes in its messages (`invalid type: string "…", expected …`): a
+/// value sent to the wrong field may be a password or a secret, and refusals are logged.
+pub fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("string \"") {
+        out.push_str(&rest[..at + 8]);
+        rest = &rest[at + 8..];
+        match rest.find("\", expected").or_else(|| rest.rfind('"')) {
+            Some(end) => {
+                out.push('…');
+                rest = &rest[end..];
+            }
+            None => break,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Query parameters whose rejections are answered in Graph's error shape.
@@ -726,6 +748,7 @@ async fn audit_records(State(state): State<AppState>, Caller(principal): Caller,
         action: query.action,
         result: query.result,
         limit: query.limit.unwrap_or(100),
+        newest_first: false,
     };
     let records = state.core.audit_query(&auth, filter).await?;
     Ok(list("auditRecords", records.iter().map(|r| json!(r)).collect()))
@@ -917,6 +940,70 @@ async fn remove_vault_role(
     Ok(no_content())
 }
 
+// ----- administrator accounts (people who sign in to the portal) -------------------------------------------
+
+fn admin_json(account: &clavis_core::admin::AdminAccount) -> Value {
+    json!({
+        "id": account.id,
+        "userName": account.username,
+        "role": account.role,
+        "disabled": account.disabled,
+        "createdDateTime": rfc3339(account.created_at),
+        "updatedDateTime": rfc3339(account.updated_at),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateAdmin {
+    user_name: String,
+    password: String,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+async fn create_admin(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Body(body): Body<CreateAdmin>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let role = body.role.as_deref().unwrap_or(clavis_core::policy::ROLE_ADMINISTRATOR);
+    let account = state.core.create_admin(&auth, &context, &body.user_name, &body.password, role).await?;
+    Ok(created(admin_json(&account)))
+}
+
+async fn list_admins(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let accounts = state.core.admins(&auth).await?;
+    Ok(list("admins", accounts.iter().map(admin_json).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateAdmin {
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    disabled: Option<bool>,
+}
+
+async fn update_admin(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    Context(context): Context,
+    Path(name): Path<String>,
+    Body(body): Body<UpdateAdmin>,
+) -> ApiResult {
+    let auth = state.core.authorize(&principal, Permission::Administer)?;
+    let patch = clavis_core::AdminPatch { password: body.password, role: body.role, disabled: body.disabled };
+    let account = state.core.update_admin(&auth, &context, &name, patch).await?;
+    Ok(ok(admin_json(&account)))
+}
+
 // ----- events and webhook subscriptions ------------------------------------------------------------------
 
 fn subscription_json(subscription: &clavis_core::events::Subscription) -> Value {
@@ -1052,4 +1139,15 @@ struct CheckSecret {
 async fn check_secret(State(state): State<AppState>, Caller(principal): Caller, Body(body): Body<CheckSecret>) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::Administer)?;
     Ok(ok(state.core.check_secret(&auth, &body.client_id, &body.secret).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn serde_messages_lose_their_values() {
+        let message = "Failed to deserialize the JSON body into the target type: disabled: invalid type: string \"hunter2 secret\", expected a boolean at line 1 column 30";
+        let redacted = super::redact_values(message);
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        assert!(redacted.contains("invalid type: string \"…\", expected a boolean"), "{redacted}");
+    }
 }

@@ -6,7 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// (code, title, cause, fix) for every code Clavis emits.
-pub const PAGES: &[(&str, &str, &str, &str)] = &[
+pub(crate) const PAGES: &[(&str, &str, &str, &str)] = &[
     ("7000215", "Invalid client secret", "The secret sent matches none of the application's secrets: it is mistyped, truncated, was removed or revoked, belongs to another application, or is the secret's keyId rather than its value.", "Check the value the client sends against `clavis app secret list APP` (the hint is its first three characters); add a new secret with `clavis app secret add APP` if it is lost."),
     ("7000222", "Client secret expired", "The secret sent was valid but its endDateTime has passed.", "Add a new secret (`clavis app secret add APP`), give it to the client, then remove the expired one. A rotation policy (`clavis app rotation set`) prevents this."),
     ("7000290", "Client secret not valid yet", "The secret sent has a startDateTime in the future (a Clavis code; Entra has none).", "Wait for its start, or use a secret that is valid now."),

@@ -124,6 +124,9 @@ pub fn spawn(
                     if let Err(error) = core.purge_logs(intervals.log_retention).await {
                         tracing::warn!(%error, "purge of old sign-in records failed");
                     }
+                    if let Err(error) = core.purge_sessions().await {
+                        tracing::warn!(%error, "purge of ended portal sessions failed");
+                    }
                     if let Err(error) = core.purge_revocations().await {
                         tracing::warn!(%error, "purge of expired revocations failed");
                     }

@@ -3,6 +3,7 @@
 //! * [`entra`]: the Entra ID-compatible token service (discovery, JWKS, token endpoints), held to
 //!   `docs/contracts/entra-token-service.md`; AADSTS error bodies.
 //! * [`api`]: the management API under `/v1.0/`, shaped after Microsoft Graph.
+//! * [`portal`]: the web portal under `/portal` for people (server-rendered HTML).
 //! * [`serve`]: the TLS accept loop with graceful shutdown; [`jobs`]: background work.
 //!
 //! **Invariant:** handlers hold no domain rules; authorization is decided in the core.
@@ -16,6 +17,7 @@ mod form;
 pub mod jobs;
 pub mod keyvault;
 pub mod metrics;
+pub mod portal;
 pub mod serve;
 pub mod tls;
 
@@ -65,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .merge(api::routes())
         .merge(entra::routes())
+        .merge(portal::routes())
         .fallback(api::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), context::edge))

@@ -9,15 +9,16 @@ impl SqlStore {
     pub(crate) async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
         let action = filter.action.clone().unwrap_or_default();
         let action_pattern = if action.ends_with('.') { format!("{action}%") } else { action.clone() };
-        let rows = sqlx::query(
+        let order = if filter.newest_first { "DESC" } else { "" };
+        let rows = sqlx::query(&format!(
             "SELECT seq, at, tenant_id, actor, action, target_type, target_id, result, context, details, prev_hash, hash FROM audit WHERE seq > $1 AND at >= $2 AND at < $3 \
              AND ($4 = '' OR tenant_id = $4 OR tenant_id = '') \
              AND ($5 = '' OR actor LIKE $5) \
              AND ($6 = '' OR target_id = $6) \
              AND ($7 = '' OR action LIKE $7) \
              AND ($8 = '' OR result = $8) \
-             ORDER BY seq LIMIT $9",
-        )
+             ORDER BY seq {order} LIMIT $9"
+        ))
         .bind(filter.after)
         .bind(filter.since.map_or(0, micros))
         .bind(filter.until.map_or(i64::MAX, micros))

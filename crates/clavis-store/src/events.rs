@@ -86,7 +86,7 @@ pub(crate) async fn apply(tx: &mut Tx<'_>, mutation: &Mutation) -> Result<()> {
             )
             .await?;
         }
-        other => return Err(CoreError::Internal(format!("mutation {other:?} reached the event tables"))),
+        other => crate::people::apply(tx, other).await?,
     }
     Ok(())
 }

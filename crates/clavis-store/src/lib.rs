@@ -13,6 +13,7 @@ mod apply;
 mod audit;
 mod events;
 mod logs;
+mod people;
 mod read;
 mod schema;
 mod vault;
@@ -452,6 +453,26 @@ impl Store for SqlStore {
         correlation_id: &str,
     ) -> Result<(Vec<clavis_core::signin::SignIn>, Vec<clavis_core::signin::RequestFailure>)> {
         self.correlation(correlation_id).await
+    }
+
+    async fn admins(&self, tenant_id: &str) -> Result<Vec<clavis_core::admin::AdminAccount>> {
+        people::admins(&self.read, tenant_id).await
+    }
+
+    async fn admin(&self, tenant_id: &str, id_or_name: &str) -> Result<Option<clavis_core::admin::AdminAccount>> {
+        people::admin(&self.read, tenant_id, id_or_name).await
+    }
+
+    async fn session(&self, id_hash: &str) -> Result<Option<clavis_core::admin::PortalSession>> {
+        people::session(&self.read, id_hash).await
+    }
+
+    async fn touch_session(&self, id_hash: &str, at: OffsetDateTime) -> Result<()> {
+        people::touch_session(&self.write, id_hash, at).await
+    }
+
+    async fn purge_sessions(&self, now: OffsetDateTime, idle_before: OffsetDateTime) -> Result<u64> {
+        people::purge_sessions(&self.write, now, idle_before).await
     }
 
     async fn purge_logs(&self, before: OffsetDateTime) -> Result<u64> {

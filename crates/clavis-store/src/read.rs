@@ -223,12 +223,19 @@ pub(crate) fn audit_row(row: &AnyRow) -> Result<AuditRecord> {
 }
 
 pub(crate) async fn events(pool: &AnyPool, after: i64, limit: i64) -> Result<Vec<(i64, DomainEvent)>> {
-    let rows = sqlx::query("SELECT seq, id, at, tenant_id, event_type, subject, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
-        .bind(after)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-        .map_err(backend_error)?;
+    // A negative `after` asks for the latest events: read them newest first, return them in order.
+    let order = if after < 0 { "DESC" } else { "" };
+    let mut rows = sqlx::query(&format!(
+        "SELECT seq, id, at, tenant_id, event_type, subject, data FROM events WHERE seq > $1 ORDER BY seq {order} LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(backend_error)?;
+    if after < 0 {
+        rows.reverse();
+    }
     rows.iter()
         .map(|row| {
             Ok((

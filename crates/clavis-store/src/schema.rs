@@ -17,6 +17,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, description: "revocations, notices, webhooks, rotation", template: V3 },
     Migration { version: 4, description: "sign-in log, request failures, audit checkpoints", template: V4 },
     Migration { version: 5, description: "state-change counter apart from the audit head", template: V5 },
+    Migration { version: 6, description: "administrator accounts and portal sessions", template: V6 },
 ];
 
 const V1: &str = r#"
@@ -267,6 +268,30 @@ CREATE TABLE audit_checkpoints (
 "#;
 
 const V5: &str = "ALTER TABLE audit_head ADD COLUMN changes BIGINT NOT NULL DEFAULT 0";
+
+const V6: &str = r#"
+CREATE TABLE admins (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    username TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    disabled BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (tenant_id, username)
+);
+CREATE TABLE portal_sessions (
+    id_hash TEXT PRIMARY KEY,
+    admin_id TEXT NOT NULL REFERENCES admins(id),
+    tenant_id TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX portal_sessions_admin ON portal_sessions (admin_id);
+"#;
 
 /// The DDL of a migration for a backend.
 pub(crate) fn ddl(template: &str, postgres: bool) -> String {

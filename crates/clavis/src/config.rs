@@ -37,6 +37,15 @@ struct Raw {
     logs: RawLogs,
     signing_keys: RawSigningKeys,
     jobs: RawJobs,
+    portal: RawPortal,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPortal {
+    session_idle_minutes: i64,
+    session_lifetime_hours: i64,
+    failed_sign_in_free_attempts: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +165,8 @@ pub struct Config {
     pub token_lifetime: (Duration, Duration),
     pub clock_skew: Duration,
     pub auth_throttle: clavis_core::throttle::ThrottleSettings,
+    /// Portal sessions and sign-in throttling.
+    pub portal: clavis_core::admin::PortalSettings,
     pub notice_thresholds_days: Vec<i64>,
     pub log_retention: Duration,
     pub buffered_read_audit: bool,
@@ -331,6 +342,12 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
     if raw.signing_keys.publish_ahead_hours < 0 || raw.signing_keys.publish_ahead_hours > raw.signing_keys.rotation_days * 24 {
         bail!("signing_keys.publish_ahead_hours must be between 0 and the rotation period");
     }
+    if !(1..=1440).contains(&raw.portal.session_idle_minutes) {
+        bail!("portal.session_idle_minutes must be between 1 and 1440");
+    }
+    if !(1..=720).contains(&raw.portal.session_lifetime_hours) {
+        bail!("portal.session_lifetime_hours must be between 1 and 720");
+    }
     let interval = |name: &str, ms: u64| -> Result<std::time::Duration> {
         if !(50..=3_600_000).contains(&ms) {
             bail!("jobs.{name} must be between 50 ms and one hour");
@@ -355,6 +372,11 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
             free_failures: raw.credentials.failed_auth_free_attempts,
             max_backoff: Duration::seconds(raw.credentials.failed_auth_max_wait_seconds),
             ..Default::default()
+        },
+        portal: clavis_core::admin::PortalSettings {
+            session_idle: Duration::minutes(raw.portal.session_idle_minutes),
+            session_lifetime: Duration::hours(raw.portal.session_lifetime_hours),
+            sign_in_free_failures: raw.portal.failed_sign_in_free_attempts,
         },
         notice_thresholds_days,
         log_retention: Duration::days(raw.logs.retention_days),

@@ -2,6 +2,7 @@
 //! its management API (see `cli`). This file is wiring only: parse, configure telemetry, dispatch.
 
 mod cli;
+mod cli_admin;
 mod cli_vault;
 mod client;
 mod config;
@@ -105,6 +106,13 @@ enum Command {
         /// The correlation id (client-request-id) of the request.
         correlation_id: String,
     },
+    /// Administrator accounts for the web portal (/portal).
+    Admin {
+        #[command(flatten)]
+        global: cli::Global,
+        #[command(subcommand)]
+        command: cli_admin::AdminCommand,
+    },
     /// The instance's keys.
     Keys {
         #[command(flatten)]
@@ -145,6 +153,7 @@ fn main() -> ExitCode {
             Command::Token { global, command } => cli::token(&global, command).await,
             Command::Tenant { global, command } => cli::tenant(&global, command).await,
             Command::Keys { global, command } => cli::keys(&global, command).await,
+            Command::Admin { global, command } => cli_admin::admin(&global, command).await,
             Command::Audit { global, command } => cli::audit(&global, command).await,
             Command::Signins { global, command } => cli::signins(&global, command).await,
             Command::Diagnose { global, correlation_id } => cli::diagnose(&global, correlation_id).await,

@@ -161,6 +161,7 @@ pub async fn run(config: Config) -> Result<()> {
         vault_resource: crate::config::vault_resource(&config),
         notice_thresholds_days: config.notice_thresholds_days.clone(),
         buffered_read_audit: config.buffered_read_audit,
+        portal: config.portal,
     };
     let store_for_close = store.clone();
     let (core, bootstrap) =

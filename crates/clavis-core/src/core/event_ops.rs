@@ -137,12 +137,13 @@ impl Core {
         Ok(event_id)
     }
 
-    /// Recent events (after `after`) with their deliveries.
+    /// Events after `after` (or the latest ones when `after` is negative) with their deliveries.
     pub async fn recent_events(&self, auth: &Authorized<'_>, after: i64, limit: i64) -> Result<Vec<EventRecord>> {
         require(auth, Permission::Read)?;
         let tenant_id = &auth.principal().tenant_id;
         let found = self.store.events(after, limit.clamp(1, 500)).await?;
-        let deliveries = self.store.deliveries(after).await?;
+        let since = found.first().map_or(after, |(seq, _)| seq - 1).max(0);
+        let deliveries = self.store.deliveries(since).await?;
         Ok(found
             .into_iter()
             .filter(|(_, e)| &e.tenant_id == tenant_id)

@@ -2,7 +2,7 @@
 //! troubleshooting built on them (`clavis diagnose`, `clavis app secret check`).
 
 use serde_json::{json, Value};
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use clavis_crypto::random;
 
@@ -163,6 +163,16 @@ impl Core {
             )));
         }
         Ok(json!({"correlationId": correlation_id.trim(), "signIns": signins, "requestFailures": failures}))
+    }
+
+    /// Vault secret versions of the caller's tenant whose `exp` is before `until` (the portal's
+    /// dashboard), soonest first.
+    pub async fn expiring_vault_secrets(&self, auth: &Authorized<'_>, until: OffsetDateTime) -> Result<Vec<crate::events::ExpiringSecret>> {
+        require(auth, Permission::Read)?;
+        let tenant = &auth.principal().tenant_id;
+        let mut expiring: Vec<_> = self.store.expiring_secrets(until).await?.into_iter().filter(|s| &s.tenant_id == tenant).collect();
+        expiring.sort_by_key(|s| s.exp);
+        Ok(expiring)
     }
 
     /// Days until each application's nearest client-secret expiry: (tenant, client id, name, days).

@@ -22,6 +22,7 @@ use crate::store::{AssignmentFilter, Batch, Mutation, Store, StoredSigningKey, U
 use crate::token::{self, AccessTokenClaims, ClientCredentialsRequest, EndpointVersion, IssuedToken, TokenError};
 use crate::vault::{Secret, Vault};
 
+mod admin_ops;
 mod audit_ops;
 mod event_ops;
 mod lifecycle_ops;
@@ -29,6 +30,7 @@ mod log_ops;
 mod rotation_ops;
 mod vault_ops;
 
+pub use admin_ops::AdminPatch;
 pub use event_ops::{EventRecord, OutgoingDelivery};
 pub use vault_ops::{vault_app_id, PropertiesPatch, SecretValue, VaultPatch, VaultStateChange};
 
@@ -62,6 +64,8 @@ pub struct CoreSettings {
     /// The vault resource: the challenge `resource` of every vault and the audience of vault
     /// tokens, `https://vault.{host}[:port]`; vaults are served at `https://{name}.vault.{host}[:port]`.
     pub vault_resource: String,
+    /// Portal sessions and sign-in throttling.
+    pub portal: crate::admin::PortalSettings,
 }
 
 /// The administrator credential created at first start, handed once to the binary, which writes
@@ -193,6 +197,8 @@ pub struct Core {
     node_id: String,
     /// Failed client authentications per (client id, address).
     throttle: crate::throttle::FailureThrottle,
+    /// Failed portal sign-ins per (user name, address).
+    portal_throttle: crate::throttle::FailureThrottle,
 }
 
 impl std::fmt::Debug for Core {
@@ -238,6 +244,10 @@ impl Core {
         let now = truncate_micros(clock.now());
         let material = Self::open_key_material(store.as_ref(), master, now).await?;
         let throttle = crate::throttle::FailureThrottle::new(settings.auth_throttle);
+        let portal_throttle = crate::throttle::FailureThrottle::new(crate::throttle::ThrottleSettings {
+            free_failures: settings.portal.sign_in_free_failures,
+            ..settings.auth_throttle
+        });
         let core = Self {
             store,
             clock,
@@ -262,6 +272,7 @@ impl Core {
             seen_head: AtomicI64::new(0),
             node_id: random::guid(),
             throttle,
+            portal_throttle,
         };
         let head = core.store.change_head().await?;
         core.reload().await?;
@@ -797,6 +808,7 @@ impl Core {
                 app_id: claims.azp.or(claims.appid).unwrap_or_default(),
                 roles: claims.roles,
                 credential_id: claims.credential_id,
+                user: None,
             },
             audience: claims.aud,
             exp: claims.exp,
@@ -1527,13 +1539,7 @@ fn require(auth: &Authorized<'_>, permission: Permission) -> Result<()> {
 }
 
 fn actor(auth: &Authorized<'_>) -> Actor {
-    let principal = auth.principal();
-    Actor {
-        kind: "servicePrincipal".into(),
-        id: principal.service_principal_id.clone(),
-        app_id: Some(principal.app_id.clone()),
-        auth_method: "bearer".into(),
-    }
+    auth.principal().actor()
 }
 
 fn validate_token_version(version: Option<u8>) -> Result<()> {

@@ -244,13 +244,16 @@ impl Core {
         name: &str,
         details: serde_json::Value,
     ) -> Change {
-        let actor = Actor {
-            kind: "servicePrincipal".into(),
-            id: principal.service_principal_id.clone(),
-            app_id: Some(principal.app_id.clone()),
-            auth_method: "bearer".into(),
-        };
-        Change::new(self.now(), &vault.tenant_id, &actor, context, action, "vaultSecret", &format!("{}/{}", vault.name, name), details)
+        Change::new(
+            self.now(),
+            &vault.tenant_id,
+            &principal.actor(),
+            context,
+            action,
+            "vaultSecret",
+            &format!("{}/{}", vault.name, name),
+            details,
+        )
     }
 
     // ----- the data plane ---------------------------------------------------------------------------
@@ -742,7 +745,8 @@ impl Core {
         self.commit(Batch::one(mutation, change)).await
     }
 
-    /// Grants a vault role to an application (named by client id, object id or service principal id).
+    /// Grants a vault role to an application (named by client id, object id or service principal
+    /// id) or to an administrator (`user:NAME`).
     pub async fn assign_vault_role(
         &self,
         auth: &Authorized<'_>,
@@ -753,7 +757,19 @@ impl Core {
     ) -> Result<VaultRoleAssignment> {
         require(auth, Permission::Administer)?;
         let tenant_id = auth.principal().tenant_id.clone();
-        let application = self.find_application_or_sp(&tenant_id, principal).await?;
+        let (principal_id, principal_label) = match principal.strip_prefix("user:") {
+            Some(name) => {
+                let account =
+                    self.store.admin(&tenant_id, &crate::admin::validate_username(name)?).await?.ok_or_else(|| {
+                        CoreError::NotFound(format!("No administrator '{}' in this tenant.", identity::truncate(name, 64)))
+                    })?;
+                (account.id, json!({"principalUser": account.username}))
+            }
+            None => {
+                let application = self.find_application_or_sp(&tenant_id, principal).await?;
+                (application.service_principal_id, json!({"principalAppId": application.app_id}))
+            }
+        };
         let role = VaultRole::parse(role).ok_or_else(|| {
             CoreError::Invalid(format!(
                 "'{}' is not a vault role; use one of: {}.",
@@ -765,14 +781,8 @@ impl Core {
         if let Some(vault_name) = scope.strip_prefix("/vaults/").map(|rest| rest.split('/').next().unwrap_or_default().to_string()) {
             self.tenant_vault(&tenant_id, &vault_name).await?;
         }
-        let assignment = VaultRoleAssignment {
-            id: random::guid(),
-            tenant_id: tenant_id.clone(),
-            principal_id: application.service_principal_id.clone(),
-            role,
-            scope,
-            created_at: self.now(),
-        };
+        let assignment =
+            VaultRoleAssignment { id: random::guid(), tenant_id: tenant_id.clone(), principal_id, role, scope, created_at: self.now() };
         let change = Change::new(
             self.now(),
             &tenant_id,
@@ -781,7 +791,12 @@ impl Core {
             "vaultRoleAssignment.create",
             "vaultRoleAssignment",
             &assignment.id,
-            json!({"principalAppId": application.app_id, "role": role.name(), "scope": assignment.scope}),
+            {
+                let mut details = principal_label;
+                details["role"] = json!(role.name());
+                details["scope"] = json!(assignment.scope);
+                details
+            },
         );
         self.commit(Batch::one(Mutation::InsertVaultAssignment(assignment.clone()), change)).await?;
         Ok(assignment)

@@ -136,6 +136,7 @@ pub fn settings(public_url: &str, algorithm: Algorithm) -> CoreSettings {
         token_lifetime_min: time::Duration::minutes(60),
         token_lifetime_max: time::Duration::minutes(90),
         credential_clock_skew: time::Duration::seconds(60),
+        portal: clavis_core::admin::PortalSettings::default(),
         auth_throttle: clavis_core::throttle::ThrottleSettings::default(),
         rotation: RotationSchedule {
             period: time::Duration::days(90),
