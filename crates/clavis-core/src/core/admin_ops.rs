@@ -194,10 +194,9 @@ impl Core {
         let account = match account {
             Some(account) if matched && stored.is_some() => account,
             _ => {
-                return Err(match self.portal_throttle.failed(&key, &context.client_ip, now) {
-                    Some(wait) => throttled(wait),
-                    None => CoreError::Unauthenticated("The user name or password is incorrect.".into()),
-                })
+                // Counted; a wait it starts applies from the next attempt on.
+                self.portal_throttle.failed(&key, &context.client_ip, now);
+                return Err(CoreError::Unauthenticated("The user name or password is incorrect.".into()));
             }
         };
         self.portal_throttle.succeeded(&key, &context.client_ip);
