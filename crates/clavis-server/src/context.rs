@@ -87,7 +87,9 @@ pub async fn edge(axum::extract::State(state): axum::extract::State<AppState>, m
     set(headers, "x-ms-request-id", &correlation.trace_id);
     set(headers, "x-content-type-options", "nosniff");
     set(headers, "strict-transport-security", "max-age=31536000");
-    set(headers, "referrer-policy", "no-referrer");
+    if !headers.contains_key("referrer-policy") {
+        set(headers, "referrer-policy", "no-referrer");
+    }
     if !headers.contains_key("cache-control") {
         set(headers, "cache-control", "no-store");
     }

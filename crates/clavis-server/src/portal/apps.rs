@@ -259,7 +259,7 @@ async fn secrets_page(state: &AppState, session: &Session, id: &str, done: Optio
         (tabs(&app, "secrets"))
         (notice(done))
         @if let Some((value, key_id)) = created {
-            dialog #new-secret open data-modal aria-labelledby="new-secret-title" {
+            dialog #new-secret open data-modal data-once aria-labelledby="new-secret-title" {
                 h2 #new-secret-title { "Copy the new client secret now" }
                 p.notice.warning { strong { "This is the only time it is shown." } " Clavis keeps only a keyed hash of it; if you lose it, add a new secret." }
                 (copyable("secret-value", value))
@@ -276,7 +276,7 @@ async fn secrets_page(state: &AppState, session: &Session, id: &str, done: Optio
                     @for credential in &credentials {
                         tr data-key-id=(credential.key_id) {
                             td { (credential.display_name.clone().unwrap_or_default()) }
-                            td { code { (credential.hint) "•••••" } }
+                            td { code.nowrap { (credential.hint) "•••••" } }
                             td { code { (credential.key_id) } }
                             td { (when(credential.start)) }
                             td { (when(credential.end)) }

@@ -110,6 +110,7 @@ pub(crate) async fn dashboard(State(state): State<AppState>, session: Session) -
             section.card #unused-credentials {
                 h2 { "Unused client secrets" }
                 p.hint { "Not used in " (UNUSED_AFTER_DAYS) " days, or never: candidates for removal." }
+                @if unused.is_empty() { p.hint { "None." } }
                 ul.plain {
                     @for (app, credential, last) in unused.iter().take(20) {
                         li {
@@ -125,7 +126,7 @@ pub(crate) async fn dashboard(State(state): State<AppState>, session: Session) -
                     @if signins.is_empty() { p.hint { "None." } }
                     ul.plain {
                         @for signin in signins {
-                            li { (when(signin.at)) " · " code { (signin.client_id) } " · " a href=(format!("/error?code={}", encode(&signin.error_code))) { "AADSTS" (signin.error_code) } " · " (signin.client_ip) }
+                            li { (when(signin.at)) " · " code { (signin.client_id) } " · " a href=(format!("/error?code={}", encode(signin.error_code.trim_start_matches("AADSTS")))) { (signin.error_code) } " · " (signin.client_ip) }
                         }
                     }
                     p { a href="/portal/signins?result=failure" { "All failed sign-ins" } }
@@ -295,7 +296,7 @@ pub(crate) async fn signins(
                         td { code { (signin.client_id) } }
                         td { (signin.resource) }
                         td { @if signin.result == "success" { (badge("success", "success")) } @else { (badge("error", "failure")) } }
-                        td { @if !signin.error_code.is_empty() { a href=(format!("/error?code={}", encode(&signin.error_code))) { "AADSTS" (signin.error_code) } " " (signin.diagnosis) } }
+                        td { @if !signin.error_code.is_empty() { a href=(format!("/error?code={}", encode(signin.error_code.trim_start_matches("AADSTS")))) { (signin.error_code) } " " (signin.diagnosis) } }
                         td { (signin.client_ip) }
                         td { (signin.attempts) }
                         td { code { (signin.correlation_id) } }

@@ -94,6 +94,9 @@ async fn headers(request: Request, next: Next) -> Response {
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
         ("x-frame-options", "DENY"),
+        // Same-origin (not no-referrer): under no-referrer browsers send `Origin: null` with form
+        // posts, which would defeat the origin check.
+        ("referrer-policy", "same-origin"),
         ("cross-origin-opener-policy", "same-origin"),
         ("cross-origin-resource-policy", "same-origin"),
         ("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=()"),
@@ -213,17 +216,19 @@ impl Fields {
     }
 }
 
-/// Refuses a form posted from another origin (browsers send `Origin` on every POST).
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+/// Refuses a form posted from another origin (browsers send `Origin` on every POST). The host is
+/// the `Host` header (HTTP/1.1) or the request's authority (HTTP/2).
+fn same_origin(parts: &Parts) -> bool {
+    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    origin.eq_ignore_ascii_case(&format!("https://{host}"))
+    let host =
+        parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).or_else(|| parts.uri.authority().map(|a| a.as_str())).unwrap_or("");
+    !host.is_empty() && origin.eq_ignore_ascii_case(&format!("https://{host}"))
 }
 
 async fn read_form(parts: &Parts, body: axum::body::Body) -> Result<Fields, (StatusCode, String)> {
-    if !same_origin(&parts.headers) {
+    if !same_origin(parts) {
         return Err((StatusCode::FORBIDDEN, "The form was posted from another site; Clavis accepts forms from its own pages only.".into()));
     }
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");

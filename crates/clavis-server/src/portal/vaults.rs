@@ -300,7 +300,7 @@ async fn secret_page(
         h1 { (name) }
         (notice(done))
         @if let Some((version, value)) = revealed {
-            section.revealed aria-live="polite" {
+            section.revealed aria-live="polite" data-once {
                 p { "Value of version " code { (version) } " (this read is in the audit log):" }
                 (copyable("revealed-value", value))
             }

@@ -26,6 +26,11 @@ document.addEventListener("submit", (event) => {
   }
 });
 document.addEventListener("DOMContentLoaded", () => {
+  // A page that answers a form post and shows a value once (a new client secret, a revealed vault
+  // value): make its history entry a plain GET, so a reload neither posts again nor shows it again.
+  if (document.querySelector("[data-once]")) {
+    history.replaceState(null, "", location.pathname);
+  }
   for (const dialog of document.querySelectorAll("dialog[data-modal][open]")) {
     dialog.close();
     dialog.showModal();
