@@ -314,6 +314,28 @@ both_backends!(secrets_and_vaults_as_a_person, |app| Box::pin(async move {
     assert_eq!(alice.post("/portal/vaults/kv1/secrets/db/delete", &[("csrf", &csrf)]).await.status, StatusCode::SEE_OTHER);
     assert_eq!(alice.post("/portal/vaults/kv1/secrets/db/purge", &[("csrf", &csrf)]).await.status, StatusCode::SEE_OTHER);
 
+    // Rotation: a policy publishing into kv1, rotated now; then a secret removed.
+    let page = alice
+        .post(
+            &format!("{app_path}/rotation"),
+            &[("csrf", &csrf), ("vault", "kv1"), ("secret_name", "worker-secret"), ("before_days", "30"), ("overlap_days", "1"), ("lifetime_days", "90")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(alice.get(&format!("{app_path}/secrets")).await.body.contains("worker-secret"));
+    let page = alice.post(&format!("{app_path}/rotate"), &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = alice.post("/portal/vaults/kv1/secrets/worker-secret/reveal", &[("csrf", &csrf)]).await;
+    let rotated = page.text_of("revealed-value");
+    app.remember(&rotated);
+    assert_eq!(app.token(&client_id, &rotated, "api://clavis/.default").await.0, StatusCode::OK, "the published secret works");
+    let (_, listed) = app.api(Method::GET, &format!("/v1.0/applications/{client_id}"), None).await;
+    let rotated_key = listed["passwordCredentials"][0]["keyId"].as_str().unwrap().to_string();
+    let page = alice.post(&format!("{app_path}/secrets/{rotated_key}/remove"), &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(app.token(&client_id, &rotated, "api://clavis/.default").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(alice.post(&format!("{app_path}/rotation/remove"), &[("csrf", &csrf)]).await.status, StatusCode::SEE_OTHER);
+
     // Every page renders for the administrator.
     for path in [
         "/portal",
