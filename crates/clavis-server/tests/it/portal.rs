@@ -318,7 +318,14 @@ both_backends!(secrets_and_vaults_as_a_person, |app| Box::pin(async move {
     let page = alice
         .post(
             &format!("{app_path}/rotation"),
-            &[("csrf", &csrf), ("vault", "kv1"), ("secret_name", "worker-secret"), ("before_days", "30"), ("overlap_days", "1"), ("lifetime_days", "90")],
+            &[
+                ("csrf", &csrf),
+                ("vault", "kv1"),
+                ("secret_name", "worker-secret"),
+                ("before_days", "30"),
+                ("overlap_days", "1"),
+                ("lifetime_days", "90"),
+            ],
         )
         .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
