@@ -13,6 +13,7 @@ mod apply;
 mod audit;
 mod events;
 mod logs;
+pub mod migrate;
 mod people;
 mod read;
 mod schema;

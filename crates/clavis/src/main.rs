@@ -6,6 +6,7 @@ mod cli_admin;
 mod cli_vault;
 mod client;
 mod config;
+mod migrate;
 mod output;
 mod serve;
 
@@ -106,6 +107,8 @@ enum Command {
         /// The correlation id (client-request-id) of the request.
         correlation_id: String,
     },
+    /// Copy a whole instance between stores (SQLite and PostgreSQL, either way), with the nodes stopped.
+    Migrate(migrate::MigrateArgs),
     /// Administrator accounts for the web portal (/portal).
     Admin {
         #[command(flatten)]
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
             Command::Tenant { global, command } => cli::tenant(&global, command).await,
             Command::Keys { global, command } => cli::keys(&global, command).await,
             Command::Admin { global, command } => cli_admin::admin(&global, command).await,
+            Command::Migrate(args) => migrate::run(args).await,
             Command::Audit { global, command } => cli::audit(&global, command).await,
             Command::Signins { global, command } => cli::signins(&global, command).await,
             Command::Diagnose { global, correlation_id } => cli::diagnose(&global, correlation_id).await,

@@ -6,6 +6,7 @@ mod audit;
 mod events;
 mod keys;
 mod lifecycle;
+mod migrate;
 mod portal;
 mod rotation;
 mod support;
