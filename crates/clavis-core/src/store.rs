@@ -160,6 +160,10 @@ pub enum Mutation {
     InsertSession(PortalSession),
     /// Ends a portal session (an already ended one is not an error).
     DeleteSession { id_hash: String },
+    /// Inserts many new applications (with their credentials) and secret versions with
+    /// multi-row statements; a version with ordinal 1 creates its secret. For bulk loading only:
+    /// names and ids are fresh, so nothing is checked against existing rows beyond the keys.
+    BulkInsert { applications: Vec<Application>, versions: Vec<SecretVersion> },
 }
 
 /// Mutations applied in one transaction together with their audit records and outbox events.

@@ -276,7 +276,7 @@ async fn apply_one(tx: &mut Tx<'_>, dialect: Dialect, mutation: &Mutation) -> Re
     Ok(())
 }
 
-fn application_body(application: &Application) -> String {
+pub(crate) fn application_body(application: &Application) -> String {
     json!({
         "identifierUris": application.identifier_uris,
         "appRoles": application.app_roles,

@@ -11,6 +11,7 @@
 
 mod apply;
 mod audit;
+mod bulk;
 mod events;
 mod logs;
 pub mod migrate;

@@ -12,7 +12,11 @@ use sqlx::Row as _;
 
 use clavis_core::{CoreError, Result};
 
+use crate::bulk::{insert_rows, Value};
 use crate::{backend_error, Dialect, SqlStore};
+
+/// Rows read from the source before they are written to the target.
+const COPY_CHUNK: usize = 5_000;
 
 /// Every table of the schema, parents before children. Node-local runtime state (job leases,
 /// portal sessions) is not copied: nodes take leases afresh and people sign in again.
@@ -151,12 +155,6 @@ impl SqlStore {
     }
 }
 
-enum Value {
-    Int(Option<i64>),
-    Text(Option<String>),
-    Bytes(Option<Vec<u8>>),
-}
-
 fn read_value(row: &AnyRow, name: &str, kind: Kind) -> Result<Value> {
     Ok(match kind {
         Kind::Int => Value::Int(row.try_get(name).map_err(backend_error)?),
@@ -184,20 +182,18 @@ pub async fn copy_instance(source: &SqlStore, target: &SqlStore, force: bool, pr
     for table in TABLES {
         let columns = source.columns(table).await?;
         let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
-        // Several rows per INSERT, well under both backends' parameter limits.
-        let per_statement = (900 / columns.len()).max(1);
         let mut copied = 0_i64;
-        let mut pending: Vec<Vec<Value>> = Vec::with_capacity(per_statement);
+        let mut pending: Vec<Vec<Value>> = Vec::with_capacity(COPY_CHUNK);
         let select = format!("SELECT {} FROM {table}", names.join(", "));
         let mut rows = sqlx::query(&select).fetch(&source.read);
         while let Some(row) = rows.try_next().await.map_err(backend_error)? {
             pending.push(columns.iter().map(|(name, kind)| read_value(&row, name, *kind)).collect::<Result<_>>()?);
-            if pending.len() == per_statement {
-                copied += insert(&mut tx, table, &names, std::mem::take(&mut pending)).await?;
+            if pending.len() == COPY_CHUNK {
+                copied += insert_rows(&mut tx, table, &names, std::mem::take(&mut pending)).await?;
             }
         }
         if !pending.is_empty() {
-            copied += insert(&mut tx, table, &names, pending).await?;
+            copied += insert_rows(&mut tx, table, &names, pending).await?;
         }
         progress(table, copied);
         report.tables.push((table, copied));
@@ -216,33 +212,6 @@ pub async fn copy_instance(source: &SqlStore, target: &SqlStore, force: bool, pr
     }
     report.audit_records = verify_chain(target).await?;
     Ok(report)
-}
-
-async fn insert(tx: &mut sqlx::Transaction<'_, sqlx::Any>, table: &str, names: &[&str], rows: Vec<Vec<Value>>) -> Result<i64> {
-    let width = names.len();
-    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", names.join(", "));
-    for (r, _) in rows.iter().enumerate() {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        let placeholders: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
-        sql.push('(');
-        sql.push_str(&placeholders.join(", "));
-        sql.push(')');
-    }
-    let count = rows.len() as i64;
-    let mut query = sqlx::query(&sql);
-    for row in rows {
-        for value in row {
-            query = match value {
-                Value::Int(v) => query.bind(v),
-                Value::Text(v) => query.bind(v),
-                Value::Bytes(v) => query.bind(v),
-            };
-        }
-    }
-    query.execute(&mut **tx).await.map_err(backend_error)?;
-    Ok(count)
 }
 
 /// Verifies the audit chain of a store end to end and that every checkpoint names a record with

@@ -70,7 +70,7 @@ pub(crate) async fn apply(tx: &mut Tx<'_>, mutation: &Mutation) -> Result<()> {
         Mutation::DeleteSession { id_hash } => {
             sqlx::query("DELETE FROM portal_sessions WHERE id_hash = $1").bind(id_hash).execute(&mut **tx).await.map_err(backend_error)?;
         }
-        other => return Err(CoreError::Internal(format!("mutation {other:?} reached no table"))),
+        other => crate::bulk::apply(tx, other).await?,
     }
     Ok(())
 }

@@ -107,6 +107,9 @@ enum Command {
         /// The correlation id (client-request-id) of the request.
         correlation_id: String,
     },
+    /// Load a synthetic data set (applications, secret versions) for benchmarks at scale.
+    #[command(hide = true)]
+    BenchLoad(serve::BenchLoadArgs),
     /// Copy a whole instance between stores (SQLite and PostgreSQL, either way), with the nodes stopped.
     Migrate(migrate::MigrateArgs),
     /// Administrator accounts for the web portal (/portal).
@@ -158,6 +161,12 @@ fn main() -> ExitCode {
             Command::Keys { global, command } => cli::keys(&global, command).await,
             Command::Admin { global, command } => cli_admin::admin(&global, command).await,
             Command::Migrate(args) => migrate::run(args).await,
+            Command::BenchLoad(args) => {
+                let environment: Vec<(String, String)> = std::env::vars().collect();
+                let config = config::load(&args.serve, &environment)?;
+                init_telemetry(config.log_json, "warn");
+                serve::bench_load(config, args).await
+            }
             Command::Audit { global, command } => cli::audit(&global, command).await,
             Command::Signins { global, command } => cli::signins(&global, command).await,
             Command::Diagnose { global, correlation_id } => cli::diagnose(&global, correlation_id).await,

@@ -133,9 +133,12 @@ fn write_bootstrap(config: &Config, bootstrap: &BootstrapCredential, ca: Option<
     Ok(path)
 }
 
-/// Runs the server until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<()> {
-    let started = std::time::Instant::now();
+/// An opened instance: the core over its store, the bootstrap credential when this start created
+/// the instance, the store (to close), and the master key file Clavis manages, if any.
+type Opened = (Arc<Core>, Option<clavis_core::BootstrapCredential>, SqlStore, Option<PathBuf>);
+
+/// Opens the store, the master key and the core, creating the instance on a first start.
+async fn open_instance(config: &Config) -> Result<Opened> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     #[cfg(unix)]
     {
@@ -143,7 +146,7 @@ pub async fn run(config: Config) -> Result<()> {
         std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700)).ok();
     }
     let store = SqlStore::open(&config.database_url).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (master, master_file) = resolve_master_key(&config, &store).await?;
+    let (master, master_file) = resolve_master_key(config, &store).await?;
     let settings = CoreSettings {
         public_url: config.public_url.clone(),
         token_lifetime_min: config.token_lifetime.0,
@@ -166,7 +169,13 @@ pub async fn run(config: Config) -> Result<()> {
     let store_for_close = store.clone();
     let (core, bootstrap) =
         Core::open(Arc::new(store), Arc::new(SystemClock), master, settings).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let core = Arc::new(core);
+    Ok((Arc::new(core), bootstrap, store_for_close, master_file))
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<()> {
+    let started = std::time::Instant::now();
+    let (core, bootstrap, store_for_close, master_file) = open_instance(&config).await?;
     let (cert, key, ca) = tls_files(&config)?;
     let tls = clavis_server::tls::server_config(
         &std::fs::read(&cert).with_context(|| format!("cannot read {}", cert.display()))?,
@@ -264,4 +273,77 @@ fn print_banner(
     out.push_str(&format!("  Ready in {} ms. Stop with Ctrl-C.\n", started.elapsed().as_millis()));
     print!("{out}");
     let _ = std::io::stdout().flush();
+}
+
+/// Arguments of `clavis bench-load`: a synthetic data set for benchmarks at scale.
+#[derive(Debug, clap::Args)]
+pub struct BenchLoadArgs {
+    #[command(flatten)]
+    pub serve: crate::config::ServeFlags,
+    /// Applications to register, each with one client secret (all the same secret).
+    #[arg(long, default_value_t = 100_000)]
+    pub apps: usize,
+    /// The vault to fill (created when missing).
+    #[arg(long, default_value = "bulk")]
+    pub vault: String,
+    /// Secrets in that vault.
+    #[arg(long, default_value_t = 100_000)]
+    pub secrets: usize,
+    /// Versions of each secret.
+    #[arg(long, default_value_t = 10)]
+    pub versions_per_secret: usize,
+    /// Bytes of each secret value.
+    #[arg(long, default_value_t = 100)]
+    pub value_bytes: usize,
+    /// Where to write the shared client secret (first line) and the client ids (one per line),
+    /// mode 0600, for a benchmark that spreads requests over the applications.
+    #[arg(long)]
+    pub clients_file: PathBuf,
+}
+
+/// Runs `clavis bench-load` against a stopped instance (or creates one).
+pub async fn bench_load(config: Config, args: BenchLoadArgs) -> Result<()> {
+    let (core, bootstrap, store, _) = open_instance(&config).await?;
+    if let Some(bootstrap) = &bootstrap {
+        let (_, _, ca) = tls_files(&config)?;
+        write_bootstrap(&config, bootstrap, ca.as_deref())?;
+    }
+    let plan = clavis_core::BulkPlan {
+        applications: args.apps,
+        vault: args.vault,
+        secrets: args.secrets,
+        versions_per_secret: args.versions_per_secret,
+        value_bytes: args.value_bytes,
+    };
+    let started = std::time::Instant::now();
+    let last = std::sync::Mutex::new(std::time::Instant::now());
+    let loaded = core
+        .bulk_load(&plan, |what, count| {
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() >= std::time::Duration::from_secs(2) {
+                eprintln!("  {count} {what} after {:.1} s", started.elapsed().as_secs_f64());
+                *last = std::time::Instant::now();
+            }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let versions = plan.secrets * plan.versions_per_secret;
+    let mut text = String::with_capacity(40 * (loaded.client_ids.len() + 1));
+    text.push_str(loaded.secret.expose());
+    text.push('\n');
+    for id in &loaded.client_ids {
+        text.push_str(id);
+        text.push('\n');
+    }
+    write_private(&args.clients_file, text.as_bytes())?;
+    println!(
+        "Loaded {} applications and {versions} secret versions in {seconds:.1} s ({:.0} rows/s); client ids in {}.",
+        plan.applications,
+        (plan.applications + versions) as f64 / seconds,
+        args.clients_file.display()
+    );
+    drop(core);
+    store.close().await;
+    Ok(())
 }

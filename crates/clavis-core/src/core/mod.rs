@@ -24,6 +24,7 @@ use crate::vault::{Secret, Vault};
 
 mod admin_ops;
 mod audit_ops;
+mod bulk_ops;
 mod event_ops;
 mod lifecycle_ops;
 mod log_ops;
@@ -31,6 +32,7 @@ mod rotation_ops;
 mod vault_ops;
 
 pub use admin_ops::AdminPatch;
+pub use bulk_ops::{BulkLoaded, BulkPlan};
 pub use event_ops::{EventRecord, OutgoingDelivery};
 pub use vault_ops::{vault_app_id, PropertiesPatch, SecretValue, VaultPatch, VaultStateChange};
 
