@@ -29,7 +29,7 @@ pub mod vault;
 mod core;
 
 pub use crate::core::{
-    vault_app_id, AdminPatch, ApplicationPatch, BulkLoaded, BulkPlan, BootstrapCredential, Core, CoreSettings, EventRecord, NewApplication, OutgoingDelivery,
-    PropertiesPatch, SecretValue, UsageStats, VaultPatch, VaultStateChange, VerifiedToken,
+    vault_app_id, AdminPatch, ApplicationPatch, BootstrapCredential, BulkLoaded, BulkPlan, Core, CoreSettings, EventRecord, NewApplication,
+    OutgoingDelivery, PropertiesPatch, SecretValue, UsageStats, VaultPatch, VaultStateChange, VerifiedToken,
 };
 pub use error::{CoreError, Result};

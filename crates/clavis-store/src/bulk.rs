@@ -115,8 +115,13 @@ async fn insert_applications(tx: &mut Tx<'_>, applications: &[Application]) -> R
             ]
         })
         .collect();
-    insert_rows(tx, "applications", &["id", "tenant_id", "app_id", "service_principal_id", "display_name", "body", "builtin", "created_at"], rows)
-        .await?;
+    insert_rows(
+        tx,
+        "applications",
+        &["id", "tenant_id", "app_id", "service_principal_id", "display_name", "body", "builtin", "created_at"],
+        rows,
+    )
+    .await?;
     let credentials: Vec<Vec<Value>> = applications
         .iter()
         .flat_map(|a| {

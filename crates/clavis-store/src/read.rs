@@ -87,7 +87,8 @@ pub(crate) async fn applications(pool: &AnyPool, filter: &str, binds: &[&str]) -
         query = query.bind(*bind);
     }
     let credential_rows = query.fetch_all(pool).await.map_err(backend_error)?;
-    let mut credentials: Vec<(String, PasswordCredential)> = Vec::with_capacity(credential_rows.len());
+    // Grouped by application: matching them per application by scanning would be quadratic.
+    let mut credentials: std::collections::HashMap<String, Vec<PasswordCredential>> = std::collections::HashMap::new();
     for row in &credential_rows {
         let usage = match opt_int(row, "last_used_at")? {
             Some(at) => Some(CredentialUsage {
@@ -97,19 +98,16 @@ pub(crate) async fn applications(pool: &AnyPool, filter: &str, binds: &[&str]) -
             }),
             None => None,
         };
-        credentials.push((
-            text(row, "application_id")?,
-            PasswordCredential {
-                key_id: text(row, "key_id")?,
-                display_name: opt_text(row, "display_name")?,
-                hint: text(row, "hint")?,
-                start: instant(int(row, "start_at")?),
-                end: instant(int(row, "end_at")?),
-                hash: HashedClientSecret::from_stored(bytes(row, "secret_hash")?),
-                created_at: instant(int(row, "created_at")?),
-                usage,
-            },
-        ));
+        credentials.entry(text(row, "application_id")?).or_default().push(PasswordCredential {
+            key_id: text(row, "key_id")?,
+            display_name: opt_text(row, "display_name")?,
+            hint: text(row, "hint")?,
+            start: instant(int(row, "start_at")?),
+            end: instant(int(row, "end_at")?),
+            hash: HashedClientSecret::from_stored(bytes(row, "secret_hash")?),
+            created_at: instant(int(row, "created_at")?),
+            usage,
+        });
     }
     rows.iter()
         .map(|row| {
@@ -125,7 +123,7 @@ pub(crate) async fn applications(pool: &AnyPool, filter: &str, binds: &[&str]) -
             };
             let version = body.get("requestedAccessTokenVersion").and_then(Value::as_u64).and_then(|v| u8::try_from(v).ok());
             Ok(Application {
-                password_credentials: credentials.iter().filter(|(app, _)| *app == id).map(|(_, c)| c.clone()).collect(),
+                password_credentials: credentials.remove(&id).unwrap_or_default(),
                 app_id: text(row, "app_id")?,
                 tenant_id: text(row, "tenant_id")?,
                 service_principal_id: text(row, "service_principal_id")?,
