@@ -238,7 +238,7 @@ pub trait Store: Send + Sync + 'static {
     async fn tenants(&self) -> Result<Vec<Tenant>>;
     /// The applications of a tenant, with their credentials.
     async fn applications(&self, tenant_id: &str) -> Result<Vec<Application>>;
-    /// One application of a tenant by object id or application (client) id.
+    /// One application of a tenant by object id, application (client) id or service principal id.
     async fn application(&self, tenant_id: &str, id: &str) -> Result<Option<Application>>;
     /// An application by its client id, in any tenant.
     async fn application_by_client_id(&self, app_id: &str) -> Result<Option<Application>>;

@@ -588,11 +588,26 @@ async fn service_principal(State(state): State<AppState>, Caller(principal): Cal
     Ok(ok(service_principal_json(&application)))
 }
 
+/// The applications whose service principals `ids` name, to show names beside ids: looked up one
+/// by one (deduplicated), never by listing a tenant that may hold 100,000 applications.
+async fn referenced(state: &AppState, auth: &clavis_core::policy::Authorized<'_>, mut ids: Vec<String>) -> Vec<Application> {
+    ids.sort();
+    ids.dedup();
+    let mut found = Vec::with_capacity(ids.len());
+    for id in &ids {
+        if let Ok(application) = state.core.service_principal(auth, id).await {
+            found.push(application);
+        }
+    }
+    found
+}
+
 async fn assignments(state: &AppState, principal: &clavis_core::policy::Principal, id: &str, as_resource: bool) -> ApiResult {
     let auth = state.core.authorize(principal, Permission::Read)?;
     let application = state.core.service_principal(&auth, id).await?;
     let assignments = state.core.assignments(&auth, &application.id, as_resource).await?;
-    let applications = state.core.applications(&auth).await?;
+    let ids = assignments.iter().flat_map(|a| [a.principal_id.clone(), a.resource_id.clone()]).collect();
+    let applications = referenced(state, &auth, ids).await;
     Ok(list("appRoleAssignments", assignments.iter().map(|a| assignment_json(a, &applications)).collect()))
 }
 
@@ -630,7 +645,7 @@ async fn grant_role(
         }
     }
     let assignment = state.core.grant_role(&auth, &context, &body.principal_id, &resource.id, &body.app_role_id).await?;
-    let applications = state.core.applications(&auth).await?;
+    let applications = referenced(&state, &auth, vec![assignment.principal_id.clone(), assignment.resource_id.clone()]).await;
     Ok(created(assignment_json(&assignment, &applications)))
 }
 
@@ -918,14 +933,14 @@ async fn assign_vault_role(
 ) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::Administer)?;
     let assignment = state.core.assign_vault_role(&auth, &context, &body.principal_id, &body.role, &body.scope).await?;
-    let applications = state.core.applications(&auth).await?;
+    let applications = referenced(&state, &auth, vec![assignment.principal_id.clone()]).await;
     Ok(created(vault_role_json(&assignment, &applications)))
 }
 
 async fn list_vault_roles(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult {
     let auth = state.core.authorize(&principal, Permission::Read)?;
     let assignments = state.core.vault_role_assignments(&auth).await?;
-    let applications = state.core.applications(&auth).await?;
+    let applications = referenced(&state, &auth, assignments.iter().map(|a| a.principal_id.clone()).collect()).await;
     Ok(list("vaultRoleAssignments", assignments.iter().map(|a| vault_role_json(a, &applications)).collect()))
 }
 

@@ -321,7 +321,9 @@ impl Store for SqlStore {
     }
 
     async fn application(&self, tenant_id: &str, id: &str) -> Result<Option<Application>> {
-        Ok(read::applications(&self.read, "tenant_id = $1 AND (id = $2 OR app_id = $2)", &[tenant_id, id]).await?.pop())
+        Ok(read::applications(&self.read, "tenant_id = $1 AND (id = $2 OR app_id = $2 OR service_principal_id = $2)", &[tenant_id, id])
+            .await?
+            .pop())
     }
 
     async fn application_by_client_id(&self, app_id: &str) -> Result<Option<Application>> {

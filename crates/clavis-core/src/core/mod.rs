@@ -1489,15 +1489,8 @@ impl Core {
     }
 
     async fn find_application_or_sp(&self, tenant_id: &str, id: &str) -> Result<Application> {
-        match self.find_application(tenant_id, id).await {
-            Ok(app) => Ok(app),
-            Err(CoreError::NotFound(message)) => {
-                let lowered = id.to_ascii_lowercase();
-                let apps = self.store.applications(tenant_id).await?;
-                apps.into_iter().find(|a| a.service_principal_id == lowered).ok_or(CoreError::NotFound(message))
-            }
-            Err(other) => Err(other),
-        }
+        // The store finds an application by object id, client id or service principal id alike.
+        self.find_application(tenant_id, id).await
     }
 
     /// An application found by its service principal id, object id or client id.
