@@ -11,6 +11,7 @@
 
 mod apply;
 mod audit;
+pub mod backup;
 mod bulk;
 mod events;
 mod logs;

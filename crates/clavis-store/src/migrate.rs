@@ -174,6 +174,12 @@ pub async fn copy_instance(source: &SqlStore, target: &SqlStore, force: bool, pr
             "the target store already holds a Clavis instance; pass --force to replace everything in it".into(),
         ));
     }
+    // Every table is read inside one transaction of the source: a consistent snapshot, even of a
+    // live instance (PostgreSQL: repeatable read; SQLite: one read transaction in WAL mode).
+    let mut snapshot = source.read.begin().await.map_err(backend_error)?;
+    if source.dialect == Dialect::Postgres {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *snapshot).await.map_err(backend_error)?;
+    }
     let mut tx = target.write.begin().await.map_err(backend_error)?;
     for table in TABLES.iter().rev().chain(NOT_COPIED) {
         sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await.map_err(backend_error)?;
@@ -185,11 +191,13 @@ pub async fn copy_instance(source: &SqlStore, target: &SqlStore, force: bool, pr
         let mut copied = 0_i64;
         let mut pending: Vec<Vec<Value>> = Vec::with_capacity(COPY_CHUNK);
         let select = format!("SELECT {} FROM {table}", names.join(", "));
-        let mut rows = sqlx::query(&select).fetch(&source.read);
-        while let Some(row) = rows.try_next().await.map_err(backend_error)? {
-            pending.push(columns.iter().map(|(name, kind)| read_value(&row, name, *kind)).collect::<Result<_>>()?);
-            if pending.len() == COPY_CHUNK {
-                copied += insert_rows(&mut tx, table, &names, std::mem::take(&mut pending)).await?;
+        {
+            let mut rows = sqlx::query(&select).fetch(&mut *snapshot);
+            while let Some(row) = rows.try_next().await.map_err(backend_error)? {
+                pending.push(columns.iter().map(|(name, kind)| read_value(&row, name, *kind)).collect::<Result<_>>()?);
+                if pending.len() == COPY_CHUNK {
+                    copied += insert_rows(&mut tx, table, &names, std::mem::take(&mut pending)).await?;
+                }
             }
         }
         if !pending.is_empty() {
@@ -206,6 +214,7 @@ pub async fn copy_instance(source: &SqlStore, target: &SqlStore, force: bool, pr
             .map_err(backend_error)?;
     }
     tx.commit().await.map_err(backend_error)?;
+    snapshot.rollback().await.map_err(backend_error)?;
     let counts = target.table_counts().await?;
     if counts != report.tables {
         return Err(CoreError::Internal(format!("row counts differ after the copy: copied {:?}, found {counts:?}", report.tables)));

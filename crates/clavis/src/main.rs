@@ -110,6 +110,10 @@ enum Command {
     /// Load a synthetic data set (applications, secret versions) for benchmarks at scale.
     #[command(hide = true)]
     BenchLoad(serve::BenchLoadArgs),
+    /// Write an encrypted, consistent snapshot of the instance (live, either store) to a file.
+    Backup(serve::BackupArgs),
+    /// Restore a backup onto an empty instance (either store), with the instance's master key.
+    Restore(serve::RestoreArgs),
     /// Copy a whole instance between stores (SQLite and PostgreSQL, either way), with the nodes stopped.
     Migrate(migrate::MigrateArgs),
     /// Administrator accounts for the web portal (/portal).
@@ -161,6 +165,18 @@ fn main() -> ExitCode {
             Command::Keys { global, command } => cli::keys(&global, command).await,
             Command::Admin { global, command } => cli_admin::admin(&global, command).await,
             Command::Migrate(args) => migrate::run(args).await,
+            Command::Backup(args) => {
+                let environment: Vec<(String, String)> = std::env::vars().collect();
+                let config = config::load(&args.serve, &environment)?;
+                init_telemetry(config.log_json, "warn");
+                serve::backup(config, args).await
+            }
+            Command::Restore(args) => {
+                let environment: Vec<(String, String)> = std::env::vars().collect();
+                let config = config::load(&args.serve, &environment)?;
+                init_telemetry(config.log_json, "warn");
+                serve::restore(config, args).await
+            }
             Command::BenchLoad(args) => {
                 let environment: Vec<(String, String)> = std::env::vars().collect();
                 let config = config::load(&args.serve, &environment)?;
