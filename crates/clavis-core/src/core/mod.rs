@@ -583,34 +583,69 @@ impl Core {
         secret: Option<&str>,
         has_assertion: bool,
     ) -> Result<(Arc<Tenant>, Arc<Application>, String)> {
+        let started = std::time::Instant::now();
+        let result = self.compare_client_secret(tenant, client_id, secret, has_assertion).await;
+        if matches!(
+            result,
+            Err(CoreError::Token(TokenError::TenantNotFound(_) | TokenError::UnknownClient { .. } | TokenError::InvalidSecret { .. }))
+        ) {
+            // The three failures do the same work, but not to the nanosecond (a map miss here, an
+            // allocation there). Each answers no sooner than a fixed floor above all three, so
+            // their times are one distribution. Measured with a monotonic clock: this is about
+            // elapsed work, not the domain's time.
+            while started.elapsed() < FAILURE_FLOOR {
+                std::hint::spin_loop();
+            }
+        }
+        result
+    }
+
+    async fn compare_client_secret(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        secret: Option<&str>,
+        has_assertion: bool,
+    ) -> Result<(Arc<Tenant>, Arc<Application>, String)> {
         if matches!(tenant.to_ascii_lowercase().as_str(), "common" | "organizations" | "consumers") {
             return Err(TokenError::TenantIndependentEndpoint.into());
         }
         let found = self.resolve_tenant(tenant);
-        // Equal work: the secret is hashed before anything about tenant or client is known,
-        // so an unknown tenant or client costs the same as a wrong secret.
+        // Equal work: the secret is hashed, the client looked up and the hash compared whatever
+        // the tenant and client turn out to be, so an unknown tenant, an unknown client and a
+        // wrong secret cost the same and differ only in the answer.
         let presented = secret.map(|s| self.material.hasher().hash_presented(s.as_bytes()));
+        let client = if client_id.is_empty() { None } else { self.client_application(client_id).await? };
+        let matched = presented.as_ref().and_then(|presented| {
+            let candidates = client.as_ref().map(|c| c.password_credentials.as_slice()).unwrap_or(&[]);
+            if candidates.is_empty() {
+                let _ = SecretHasher::matches(presented, decoy_tag());
+            }
+            // Every candidate is compared, not only up to the first match.
+            candidates
+                .iter()
+                .enumerate()
+                .fold(None, |hit, (i, c)| if SecretHasher::matches(presented, &c.hash) && hit.is_none() { Some(i) } else { hit })
+        });
         let Some(found) = found else {
             return Err(TokenError::TenantNotFound(tenant.to_string()).into());
         };
         if client_id.is_empty() {
             return Err(TokenError::MissingParameter("client_id").into());
         }
-        let client = self.client_application(client_id).await?.filter(|app| app.tenant_id == found.id);
-        let Some(client) = client else {
+        let Some(client) = client.filter(|app| app.tenant_id == found.id) else {
             return Err(TokenError::UnknownClient { client_id: client_id.to_string(), tenant: tenant.to_string() }.into());
         };
-        let Some(presented) = presented else {
+        if presented.is_none() {
             return Err(if has_assertion {
                 TokenError::AssertionNotSupported { app_id: client.app_id.clone() }
             } else {
                 TokenError::MissingCredential
             }
             .into());
-        };
+        }
         let now = self.now();
-        let matched = client.password_credentials.iter().find(|c| SecretHasher::matches(&presented, &c.hash));
-        let Some(credential) = matched else {
+        let Some(credential) = matched.map(|i| &client.password_credentials[i]) else {
             return Err(TokenError::InvalidSecret { app_id: client.app_id.clone() }.into());
         };
         let skew = self.settings.credential_clock_skew;
@@ -1561,3 +1596,15 @@ fn password_change(change: Change, application: &Application, credential: &Passw
         json!({"appId": application.app_id, "keyId": credential.key_id, "endDateTime": credential.end.unix_timestamp()}),
     )
 }
+
+/// A stored-hash stand-in compared against when a request names no known client, so that path
+/// does the comparison work of a wrong secret.
+fn decoy_tag() -> &'static clavis_crypto::HashedClientSecret {
+    static DECOY: std::sync::OnceLock<clavis_crypto::HashedClientSecret> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| clavis_crypto::HashedClientSecret::from_stored(vec![0; 32]))
+}
+
+/// The least time a failed client authentication (unknown tenant, unknown client, wrong secret)
+/// takes: well above the work of any of them (a few microseconds), so timing does not tell them
+/// apart, and small beside a network round trip.
+const FAILURE_FLOOR: std::time::Duration = std::time::Duration::from_micros(25);

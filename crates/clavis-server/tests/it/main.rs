@@ -11,6 +11,7 @@ mod migrate;
 mod portal;
 mod rotation;
 mod support;
+mod timing;
 mod token;
 mod troubleshooting;
 mod vault;
