@@ -66,12 +66,16 @@ pub async fn edge(axum::extract::State(state): axum::extract::State<AppState>, m
     let correlation =
         Correlation { correlation_id: supplied.unwrap_or_else(next_id), trace_id: next_id(), public_url: state.public_url.clone() };
     request.extensions_mut().insert(correlation.clone());
+    let oversized_head = head_too_large(request.headers());
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "(unmatched)".into());
     // Kept only where needed: the tenant segment of token paths (metrics), the peer for failures.
     let path = if route.contains("/oauth2/") { request.uri().path().to_string() } else { String::new() };
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let mut response = next.run(request).await;
+    let mut response = match oversized_head {
+        Some(message) => head_refusal(&path_of(&request), message),
+        None => next.run(request).await,
+    };
     if let Some(deferred) = response.extensions_mut().remove::<crate::error::DeferredBody>() {
         let body = (deferred.0)(&correlation);
         let (parts, _) = response.into_parts();
@@ -121,6 +125,40 @@ pub async fn edge(axum::extract::State(state): axum::extract::State<AppState>, m
         tracing::debug!(target: "clavis::access", %method, route, status, latency_us, correlation_id = %correlation.correlation_id, "request served");
     }
     response
+}
+
+/// Header fields a request may carry.
+pub const MAX_HEADER_FIELDS: usize = 100;
+/// Bytes of all header names and values of a request.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+fn head_too_large(headers: &axum::http::HeaderMap) -> Option<String> {
+    if headers.len() > MAX_HEADER_FIELDS {
+        return Some(format!("The request carries {} header fields; at most {MAX_HEADER_FIELDS} are accepted.", headers.len()));
+    }
+    let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    (bytes > MAX_HEADER_BYTES).then(|| format!("The request's headers hold {bytes} bytes; at most {MAX_HEADER_BYTES} are accepted."))
+}
+
+fn path_of(request: &Request) -> String {
+    request.uri().path().to_string()
+}
+
+/// 431 for an oversized request head, in the shape of the protocol the path belongs to: Entra's
+/// for the token service, Graph's (which Key Vault's shares) elsewhere.
+fn head_refusal(path: &str, message: String) -> Response {
+    if path.contains("/oauth2/") {
+        let error = clavis_core::token::TokenError::Malformed(message);
+        let mut response = crate::entra::token_error_response(&error);
+        *response.status_mut() = axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        response
+    } else {
+        axum::response::IntoResponse::into_response(crate::error::ApiError::new(
+            axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "RequestHeaderFieldsTooLarge",
+            message,
+        ))
+    }
 }
 
 /// The error code of a refused request, attached to the response for the access log.

@@ -332,9 +332,16 @@ struct TokenForm {
     token: Option<String>,
 }
 
+/// Parameters a token-endpoint form may carry (the SDKs send at most a dozen; Entra's own extras,
+/// such as `client_info` or `x-client-*`, are ignored but counted).
+const MAX_FORM_PARAMETERS: usize = 64;
+
 fn parse_form(body: &[u8]) -> Result<TokenForm, TokenError> {
     let mut form = TokenForm::default();
-    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+    for (index, pair) in body.split(|b| *b == b'&').filter(|p| !p.is_empty()).enumerate() {
+        if index == MAX_FORM_PARAMETERS {
+            return Err(TokenError::Malformed(format!("the form has more than {MAX_FORM_PARAMETERS} parameters.")));
+        }
         let (name, value) = match pair.iter().position(|b| *b == b'=') {
             Some(at) => (&pair[..at], &pair[at + 1..]),
             None => (pair, &b""[..]),

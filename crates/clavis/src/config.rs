@@ -38,6 +38,14 @@ struct Raw {
     signing_keys: RawSigningKeys,
     jobs: RawJobs,
     portal: RawPortal,
+    limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: usize,
+    header_read_timeout_seconds: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +175,8 @@ pub struct Config {
     pub auth_throttle: clavis_core::throttle::ThrottleSettings,
     /// Portal sessions and sign-in throttling.
     pub portal: clavis_core::admin::PortalSettings,
+    /// Connection and request-head limits.
+    pub limits: clavis_server::serve::Limits,
     pub notice_thresholds_days: Vec<i64>,
     pub log_retention: Duration,
     pub buffered_read_audit: bool,
@@ -342,6 +352,12 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
     if raw.signing_keys.publish_ahead_hours < 0 || raw.signing_keys.publish_ahead_hours > raw.signing_keys.rotation_days * 24 {
         bail!("signing_keys.publish_ahead_hours must be between 0 and the rotation period");
     }
+    if !(1..=1_000_000).contains(&raw.limits.max_connections) {
+        bail!("limits.max_connections must be between 1 and 1000000");
+    }
+    if !(1..=300).contains(&raw.limits.header_read_timeout_seconds) {
+        bail!("limits.header_read_timeout_seconds must be between 1 and 300");
+    }
     if !(1..=1440).contains(&raw.portal.session_idle_minutes) {
         bail!("portal.session_idle_minutes must be between 1 and 1440");
     }
@@ -371,6 +387,11 @@ fn validate(raw: Raw, environment: &[(String, String)]) -> Result<Config> {
         auth_throttle: clavis_core::throttle::ThrottleSettings {
             free_failures: raw.credentials.failed_auth_free_attempts,
             max_backoff: Duration::seconds(raw.credentials.failed_auth_max_wait_seconds),
+            ..Default::default()
+        },
+        limits: clavis_server::serve::Limits {
+            max_connections: raw.limits.max_connections,
+            header_read_timeout: std::time::Duration::from_secs(raw.limits.header_read_timeout_seconds),
             ..Default::default()
         },
         portal: clavis_core::admin::PortalSettings {

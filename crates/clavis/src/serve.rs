@@ -209,7 +209,7 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::info!("shutting down: no new connections; draining requests");
         ready.store(false, Ordering::Release);
     };
-    clavis_server::serve::serve(listener, tls, router, shutdown).await;
+    clavis_server::serve::serve_with(listener, tls, router, config.limits, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = jobs.await;
     store_for_close.close().await;

@@ -7,6 +7,7 @@ mod backup;
 mod events;
 mod keys;
 mod lifecycle;
+mod limits;
 mod migrate;
 mod portal;
 mod rotation;

@@ -118,11 +118,12 @@ pub struct TestApp {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub algorithm: Algorithm,
+    pub limits: clavis_server::serve::Limits,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { algorithm: Algorithm::RS256 }
+        Self { algorithm: Algorithm::RS256, limits: clavis_server::serve::Limits::default() }
     }
 }
 
@@ -183,7 +184,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
     let state = AppState::new(core.clone(), Arc::new(AtomicBool::new(true)), Some(master_file));
     let router = clavis_server::router(state);
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(clavis_server::serve::serve(listener, tls, router, async move {
+    let server = tokio::spawn(clavis_server::serve::serve_with(listener, tls, router, options.limits, async move {
         let _ = shutdown_rx.await;
     }));
     let http = reqwest::Client::builder().use_rustls_tls_with_ca(&ca.cert_pem).build().unwrap();
