@@ -5,6 +5,7 @@ mod api;
 mod audit;
 mod backup;
 mod events;
+mod hostile;
 mod keys;
 mod lifecycle;
 mod limits;

@@ -14,25 +14,25 @@ use crate::both_backends;
 use crate::support::{TestApp, TrustCa};
 
 /// A cookie-keeping HTTP client that does not follow redirects.
-struct Browser {
-    http: reqwest::Client,
+pub(crate) struct Browser {
+    pub(crate) http: reqwest::Client,
     base: String,
     cookies: HashMap<String, String>,
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers.get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
     /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let at = self.body.find(r#"name="csrf" value=""#).unwrap_or_else(|| panic!("no csrf field in {}", self.body));
         let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
         rest[..rest.find('"').unwrap()].to_string()
@@ -48,13 +48,13 @@ impl Page {
 }
 
 impl Browser {
-    fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
         let http =
             reqwest::Client::builder().use_rustls_tls_with_ca(&app.ca_pem).redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Self { http, base: app.url.clone(), cookies: HashMap::new() }
     }
 
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+    pub(crate) async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
         let cookie: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let request = if cookie.is_empty() { request } else { request.header(COOKIE, cookie.join("; ")) };
         let response = request.send().await.unwrap();
@@ -75,17 +75,17 @@ impl Browser {
         Page { status, headers, body: response.text().await.unwrap() }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let request = self.http.get(format!("{}{path}", self.base));
         self.send(request).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let request = self.http.post(format!("{}{path}", self.base)).form(form);
         self.send(request).await
     }
 
-    async fn sign_in(&mut self, user: &str, password: &str) -> Page {
+    pub(crate) async fn sign_in(&mut self, user: &str, password: &str) -> Page {
         let page = self.get("/portal/signin").await;
         assert_eq!(page.status, StatusCode::OK);
         let csrf = page.csrf();
@@ -93,7 +93,7 @@ impl Browser {
     }
 }
 
-async fn create_admin(app: &TestApp, user: &str, password: &str, role: &str) -> Value {
+pub(crate) async fn create_admin(app: &TestApp, user: &str, password: &str, role: &str) -> Value {
     app.remember(password);
     let (status, body) =
         app.api(Method::POST, "/v1.0/clavis/admins", Some(json!({"userName": user, "password": password, "role": role}))).await;
