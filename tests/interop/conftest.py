@@ -93,9 +93,29 @@ class Clavis:
             tls.mkdir(parents=True)
             for name, source in SHARED_CA.items():
                 shutil.copy(source, tls / name)
+        self.env = env
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen([str(BINARY), "serve"], stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.ca = self.dir / "data" / "tls" / "ca.pem"
+        self._wait_ready()
+        if not SHARED_CA:
+            SHARED_CA.update({"ca.pem": tls / "ca.pem", "ca-key.pem": tls / "ca-key.pem"})
+        self.bootstrap = json.loads((self.dir / "data" / "bootstrap.json").read_text())
+        remember(self.bootstrap["clientSecret"])
+        self.tenant_id = self.bootstrap["tenantId"]
+        self.tenant_domain = self.bootstrap["tenantDomain"]
+        # Both the synchronous (requests) and asynchronous (aiohttp) clients trust the dev CA.
+        os.environ["REQUESTS_CA_BUNDLE"] = str(self.ca)
+        os.environ["SSL_CERT_FILE"] = str(self.ca)
+
+    def restart(self):
+        """Stops the server gracefully and starts it again on the same data and port."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=20)
+        self.process = subprocess.Popen([str(BINARY), "serve"], stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        self._wait_ready()
+
+    def _wait_ready(self):
         deadline = time.time() + 60
         while True:
             if self.process.poll() is not None:
@@ -108,15 +128,6 @@ class Clavis:
             if time.time() > deadline:
                 raise RuntimeError("clavis serve did not become ready in 60 s")
             time.sleep(0.1)
-        if not SHARED_CA:
-            SHARED_CA.update({"ca.pem": tls / "ca.pem", "ca-key.pem": tls / "ca-key.pem"})
-        self.bootstrap = json.loads((self.dir / "data" / "bootstrap.json").read_text())
-        remember(self.bootstrap["clientSecret"])
-        self.tenant_id = self.bootstrap["tenantId"]
-        self.tenant_domain = self.bootstrap["tenantDomain"]
-        # Both the synchronous (requests) and asynchronous (aiohttp) clients trust the dev CA.
-        os.environ["REQUESTS_CA_BUNDLE"] = str(self.ca)
-        os.environ["SSL_CERT_FILE"] = str(self.ca)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run([str(BINARY), *args, "--data-dir", str(self.dir / "data")], capture_output=True, text=True)
