@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod keyvault;
 pub mod metrics;
 pub mod portal;
+pub mod sealed;
 pub mod serve;
 pub mod tls;
 

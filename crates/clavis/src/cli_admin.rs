@@ -113,3 +113,60 @@ pub async fn admin(global: &Global, command: AdminCommand) -> Result<()> {
     }
     Ok(())
 }
+
+/// Arguments of `clavis unseal`.
+#[derive(Debug, clap::Args)]
+pub struct UnsealArgs {
+    /// The file holding the master key (base64 or hex); without it, the key is read from standard input.
+    #[arg(long)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Clavis's URL; default: the one in the data directory's bootstrap.json.
+    #[arg(long, env = "CLAVIS_URL")]
+    pub url: Option<String>,
+    /// The data directory whose bootstrap.json and development CA to use.
+    #[arg(long = "data-dir", default_value = "./clavis-data")]
+    pub data_dir: std::path::PathBuf,
+    /// CA certificate (PEM) to trust; default: the data directory's development CA, else the system's.
+    #[arg(long, env = "CLAVIS_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+/// Runs `clavis unseal`: hands the master key to a sealed server over TLS.
+pub async fn unseal(args: UnsealArgs) -> Result<()> {
+    let key = match &args.key_file {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        None => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("cannot read the key from standard input")?;
+            text
+        }
+    };
+    let bootstrap: Option<serde_json::Value> =
+        std::fs::read_to_string(args.data_dir.join("bootstrap.json")).ok().and_then(|text| serde_json::from_str(&text).ok());
+    let url = args
+        .url
+        .clone()
+        .or_else(|| bootstrap.as_ref().and_then(|b| b["url"].as_str().map(str::to_string)))
+        .ok_or_else(|| anyhow::anyhow!("no Clavis URL: pass --url (or --data-dir with the bootstrap.json of the instance)"))?;
+    let ca = args.ca_cert.clone().or_else(|| Some(args.data_dir.join("tls").join("ca.pem")).filter(|p| p.exists()));
+    let http = crate::client::http_client(ca.as_deref())?;
+    let response = http
+        .post(format!("{}/v1.0/clavis/unseal", url.trim_end_matches('/')))
+        .json(&json!({"key": key.trim()}))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach Clavis at {url}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if status.is_success() {
+        println!("Unsealed: Clavis at {url} is serving.");
+        return Ok(());
+    }
+    if status == reqwest::StatusCode::NOT_FOUND {
+        anyhow::bail!("Clavis at {url} is not sealed: it is already serving");
+    }
+    match body["error"]["message"].as_str() {
+        Some(message) => anyhow::bail!("{message} (HTTP {status})"),
+        None => anyhow::bail!("Clavis answered {status}"),
+    }
+}

@@ -110,6 +110,8 @@ enum Command {
     /// Load a synthetic data set (applications, secret versions) for benchmarks at scale.
     #[command(hide = true)]
     BenchLoad(serve::BenchLoadArgs),
+    /// Open a sealed server (started without its master key) with the key from a file or stdin.
+    Unseal(cli_admin::UnsealArgs),
     /// Write an encrypted, consistent snapshot of the instance (live, either store) to a file.
     Backup(serve::BackupArgs),
     /// Restore a backup onto an empty instance (either store), with the instance's master key.
@@ -165,6 +167,7 @@ fn main() -> ExitCode {
             Command::Keys { global, command } => cli::keys(&global, command).await,
             Command::Admin { global, command } => cli_admin::admin(&global, command).await,
             Command::Migrate(args) => migrate::run(args).await,
+            Command::Unseal(args) => cli_admin::unseal(args).await,
             Command::Backup(args) => {
                 let environment: Vec<(String, String)> = std::env::vars().collect();
                 let config = config::load(&args.serve, &environment)?;

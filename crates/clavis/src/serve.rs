@@ -139,15 +139,29 @@ type Opened = (Arc<Core>, Option<clavis_core::BootstrapCredential>, SqlStore, Op
 
 /// Opens the store, the master key and the core, creating the instance on a first start.
 async fn open_instance(config: &Config) -> Result<Opened> {
+    prepare_data_dir(config)?;
+    let store = SqlStore::open(&config.database_url).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (master, master_file) = resolve_master_key(config, &store).await?;
+    let store_for_close = store.clone();
+    let (core, bootstrap) =
+        Core::open(Arc::new(store), Arc::new(SystemClock), master, core_settings(config)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((Arc::new(core), bootstrap, store_for_close, master_file))
+}
+
+/// Creates the data directory (0700) when missing.
+fn prepare_data_dir(config: &Config) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700)).ok();
     }
-    let store = SqlStore::open(&config.database_url).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (master, master_file) = resolve_master_key(config, &store).await?;
-    let settings = CoreSettings {
+    Ok(())
+}
+
+/// The core's settings from the configuration.
+fn core_settings(config: &Config) -> CoreSettings {
+    CoreSettings {
         public_url: config.public_url.clone(),
         token_lifetime_min: config.token_lifetime.0,
         token_lifetime_max: config.token_lifetime.1,
@@ -165,54 +179,126 @@ async fn open_instance(config: &Config) -> Result<Opened> {
         notice_thresholds_days: config.notice_thresholds_days.clone(),
         buffered_read_audit: config.buffered_read_audit,
         portal: config.portal,
-    };
-    let store_for_close = store.clone();
-    let (core, bootstrap) =
-        Core::open(Arc::new(store), Arc::new(SystemClock), master, settings).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((Arc::new(core), bootstrap, store_for_close, master_file))
+    }
 }
 
-/// Runs the server until SIGINT or SIGTERM.
+/// A serving process: what it needs to open the instance, at start or when unsealed.
+struct Node {
+    config: Config,
+    store: SqlStore,
+    ca: Option<PathBuf>,
+    local: std::net::SocketAddr,
+    started: std::time::Instant,
+    ready: Arc<AtomicBool>,
+    switch: clavis_server::sealed::Switch,
+    stop: tokio::sync::watch::Receiver<bool>,
+    jobs: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    opened: tokio::sync::Mutex<bool>,
+}
+
+impl Node {
+    /// Opens the instance with `master` and switches the listener to the full service.
+    async fn open(&self, master: MasterKey, master_file: Option<PathBuf>) -> Result<()> {
+        let mut opened = self.opened.lock().await;
+        if *opened {
+            return Ok(());
+        }
+        // The store names the key its rows are wrapped with: another key is refused before
+        // anything is tried with it.
+        let wrapped = self.store.wrapped_keys().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(expected) = wrapped.first().map(|k| k.master_key_id.clone()) {
+            if expected != master.id() {
+                bail!("the key given is not this instance's master key (it needs master key {expected})");
+            }
+        }
+        let (core, bootstrap) = Core::open(Arc::new(self.store.clone()), Arc::new(SystemClock), master, core_settings(&self.config))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let core = Arc::new(core);
+        let bootstrap_file = match &bootstrap {
+            Some(bootstrap) => Some(write_bootstrap(&self.config, bootstrap, self.ca.as_deref())?),
+            None => None,
+        };
+        drop(bootstrap);
+        let state = AppState::new(core.clone(), self.ready.clone(), master_file);
+        let metrics = state.metrics.clone();
+        self.switch.set(clavis_server::router(state));
+        let intervals = jobs::Intervals {
+            refresh: self.config.refresh_interval,
+            usage_flush: self.config.usage_flush_interval,
+            key_rotation: self.config.key_rotation_interval,
+            webhooks: self.config.webhook_interval,
+            log_retention: self.config.log_retention,
+        };
+        *self.jobs.lock().unwrap_or_else(|e| e.into_inner()) = Some(jobs::spawn(core.clone(), metrics, intervals, self.stop.clone()));
+        print_banner(&self.config, &core, self.local, self.ca.as_deref(), bootstrap_file.as_deref(), self.started);
+        self.ready.store(true, Ordering::Release);
+        *opened = true;
+        Ok(())
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM. Without a master key that opens the instance it
+/// serves sealed until `clavis unseal`.
 pub async fn run(config: Config) -> Result<()> {
     let started = std::time::Instant::now();
-    let (core, bootstrap, store_for_close, master_file) = open_instance(&config).await?;
+    prepare_data_dir(&config)?;
+    let store = SqlStore::open(&config.database_url).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let (cert, key, ca) = tls_files(&config)?;
     let tls = clavis_server::tls::server_config(
         &std::fs::read(&cert).with_context(|| format!("cannot read {}", cert.display()))?,
         &std::fs::read(&key).with_context(|| format!("cannot read {}", key.display()))?,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
-    let bootstrap_file = match &bootstrap {
-        Some(bootstrap) => Some(write_bootstrap(&config, bootstrap, ca.as_deref())?),
-        None => None,
-    };
-    drop(bootstrap);
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
-    let ready = Arc::new(AtomicBool::new(false));
-    let state = AppState::new(core.clone(), ready.clone(), master_file);
-    let metrics = state.metrics.clone();
-    let router = clavis_server::router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let intervals = jobs::Intervals {
-        refresh: config.refresh_interval,
-        usage_flush: config.usage_flush_interval,
-        key_rotation: config.key_rotation_interval,
-        webhooks: config.webhook_interval,
-        log_retention: config.log_retention,
+    let limits = config.limits;
+    let node = Arc::new(Node {
+        config,
+        store: store.clone(),
+        ca,
+        local,
+        started,
+        ready: Arc::new(AtomicBool::new(false)),
+        switch: clavis_server::sealed::Switch::default(),
+        stop: stop_rx,
+        jobs: std::sync::Mutex::new(None),
+        opened: tokio::sync::Mutex::new(false),
+    });
+    let sealed = match resolve_master_key(&node.config, &store).await {
+        Ok((master, file)) => node.open(master, file).await.err(),
+        Err(error) => Some(error),
     };
-    let jobs = jobs::spawn(core.clone(), metrics, intervals, stop_rx);
-    print_banner(&config, &core, local, ca.as_deref(), bootstrap_file.as_deref(), started);
-    ready.store(true, Ordering::Release);
+    if let Some(reason) = sealed {
+        let reason = format!("{reason:#}");
+        eprintln!(
+            "\nClavis is SEALED: {reason}\nIt answers 503 until unsealed: clavis unseal --key-file FILE (or the key on standard input).\n"
+        );
+        tracing::warn!(target: "clavis::seal", %reason, "started sealed");
+        let opener = node.clone();
+        let unseal: clavis_server::sealed::Unseal = Arc::new(move |text: String| {
+            let node = opener.clone();
+            Box::pin(async move {
+                let key = MasterKey::parse(&text).map_err(|_| "the key is not 32 bytes in base64 or hex".to_string())?;
+                node.open(key, None).await.map_err(|e| format!("{e:#}"))
+            })
+        });
+        node.switch.set(clavis_server::sealed::router(&reason, unseal));
+    }
+    let ready = node.ready.clone();
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new connections; draining requests");
         ready.store(false, Ordering::Release);
     };
-    clavis_server::serve::serve_with(listener, tls, router, config.limits, shutdown).await;
+    clavis_server::serve::serve_with(listener, tls, node.switch.router(), limits, shutdown).await;
     let _ = stop_tx.send(true);
-    let _ = jobs.await;
-    store_for_close.close().await;
+    let jobs = node.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(jobs) = jobs {
+        let _ = jobs.await;
+    }
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
