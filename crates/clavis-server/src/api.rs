@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +28,28 @@ use crate::error::ApiError;
 use crate::AppState;
 
 type ApiResult = Result<Response, ApiError>;
+
+/// The request types, for the OpenAPI document (`crate::openapi`).
+pub(crate) mod schema_types {
+    pub(crate) use super::{
+        AddPassword, AppRoleInput, AssignVaultRole, AuditQuery, CheckSecret, CreateAdmin, CreateApplication, CreateSubscription,
+        CreateVault, EventQuery, GrantRole, OrganizationPatch, RemovePassword, RevokePassword, RotateMasterKey, SignInQuery, UpdateAdmin,
+        UpdateApplication, UpdateVault,
+    };
+
+    /// The body of `PUT …/rotationPolicy`: `clavis_core::rotation::RotationPolicy` as it is read.
+    #[derive(schemars::JsonSchema)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub(crate) struct RotationPolicy {
+        rotate_before_expiry_days: Option<i64>,
+        rotate_every_days: Option<i64>,
+        overlap_days: i64,
+        secret_lifetime_days: i64,
+        vault: String,
+        secret_name: String,
+    }
+}
 
 /// The management API's routes.
 pub fn routes() -> Router<AppState> {
@@ -67,6 +88,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1.0/clavis/auditVerify", post(audit_verify))
         .route("/v1.0/clavis/admins", get(list_admins).post(create_admin))
         .route("/v1.0/clavis/admins/{name}", axum::routing::patch(update_admin))
+        .route("/openapi.json", get(crate::openapi::serve))
 }
 
 /// Unknown paths get Graph's 404 shape.
@@ -86,22 +108,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => {
-                let status = match rejection.status() {
-                    StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
-                    other => other,
-                };
-                let message = match &rejection {
-                    JsonRejection::MissingJsonContentType(_) => {
-                        "The body must be JSON, sent with 'Content-Type: application/json'.".to_string()
-                    }
-                    other => redact_values(&other.body_text()),
-                };
-                Err(ApiError::new(status, "Request_BadRequest", message))
-            }
+        let content_type = request.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if !(media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Request_BadRequest",
+                "The body must be JSON, sent with 'Content-Type: application/json'.".into(),
+            ));
         }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| ApiError::new(rejection.status(), "Request_BadRequest", rejection.body_text()))?;
+        // Every body of this API is a JSON object; serde would also read a struct from an array.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request("The body must be a JSON object.".into()));
+        }
+        serde_json::from_slice::<T>(&bytes)
+            .map(Self)
+            .map_err(|error| ApiError::bad_request(redact_values(&format!("The body does not match this operation: {error}"))))
     }
 }
 
@@ -257,10 +282,11 @@ async fn organization(State(state): State<AppState>, Caller(principal): Caller) 
     Ok(list("organization", vec![organization_json(&tenant)]))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct OrganizationPatch {
+pub(crate) struct OrganizationPatch {
     signing_algorithm: Option<String>,
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     credential_policy: Option<CredentialPolicy>,
 }
 
@@ -299,9 +325,9 @@ async fn application(State(state): State<AppState>, Caller(principal): Caller, P
     Ok(ok(application_json(&application, state.core.now(), state.core.notice_window())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AppRoleInput {
+pub(crate) struct AppRoleInput {
     id: Option<String>,
     value: String,
     display_name: Option<String>,
@@ -339,15 +365,15 @@ fn roles_with_ids(inputs: Vec<AppRoleInput>) -> Vec<AppRole> {
         .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ApiSettings {
+pub(crate) struct ApiSettings {
     requested_access_token_version: Option<u8>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateApplication {
+pub(crate) struct CreateApplication {
     display_name: String,
     #[serde(default)]
     identifier_uris: Vec<String>,
@@ -373,15 +399,16 @@ async fn create_application(
     Ok(created(application_json(&application, state.core.now(), state.core.notice_window())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UpdateApplication {
+pub(crate) struct UpdateApplication {
     display_name: Option<String>,
     identifier_uris: Option<Vec<String>>,
     app_roles: Option<Vec<AppRoleInput>>,
     api: Option<ApiSettings>,
     /// `null` removes the override.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     credential_policy: Option<Option<clavis_core::credential::PolicyOverride>>,
 }
 
@@ -432,9 +459,9 @@ async fn add_app_role(
     Ok(created(json!(role)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PasswordInput {
+pub(crate) struct PasswordInput {
     display_name: Option<String>,
     start_date_time: Option<String>,
     end_date_time: Option<String>,
@@ -444,9 +471,9 @@ struct PasswordInput {
     hint: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AddPassword {
+pub(crate) struct AddPassword {
     password_credential: Option<PasswordInput>,
 }
 
@@ -482,9 +509,9 @@ async fn add_password(
     Ok(ok(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RemovePassword {
+pub(crate) struct RemovePassword {
     key_id: String,
 }
 
@@ -500,9 +527,9 @@ async fn remove_password(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RevokePassword {
+pub(crate) struct RevokePassword {
     key_id: String,
     reason: Option<String>,
     revoke_tokens: Option<bool>,
@@ -619,9 +646,9 @@ async fn assignments_of_resource(State(state): State<AppState>, Caller(principal
     assignments(&state, &principal, &id, true).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct GrantRole {
+pub(crate) struct GrantRole {
     principal_id: String,
     resource_id: Option<String>,
     app_role_id: String,
@@ -662,9 +689,9 @@ async fn revoke_role(
 
 // ----- instance operations -------------------------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RotateMasterKey {
+pub(crate) struct RotateMasterKey {
     new_master_key: Option<String>,
 }
 
@@ -739,8 +766,8 @@ fn write_pending_master_key(file: &std::path::Path, key: &MasterKey) -> std::io:
     Ok(pending)
 }
 
-#[derive(Deserialize)]
-struct AuditQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct AuditQuery {
     after: Option<i64>,
     limit: Option<i64>,
     since: Option<String>,
@@ -799,9 +826,9 @@ fn vault_json(state: &AppState, vault: &clavis_core::vault::Vault) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateVault {
+pub(crate) struct CreateVault {
     name: String,
     retention_days: Option<i64>,
     purge_protection: Option<bool>,
@@ -839,9 +866,9 @@ async fn vault(State(state): State<AppState>, Caller(principal): Caller, Path(na
     Ok(ok(vault_json(&state, &vault)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UpdateVault {
+pub(crate) struct UpdateVault {
     purge_protection: Option<bool>,
     enforce_expiry: Option<bool>,
     rate_limit: Option<i64>,
@@ -917,9 +944,9 @@ fn vault_role_json(assignment: &clavis_core::policy::VaultRoleAssignment, applic
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AssignVaultRole {
+pub(crate) struct AssignVaultRole {
     principal_id: String,
     role: String,
     scope: String,
@@ -968,9 +995,9 @@ fn admin_json(account: &clavis_core::admin::AdminAccount) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateAdmin {
+pub(crate) struct CreateAdmin {
     user_name: String,
     password: String,
     #[serde(default)]
@@ -995,9 +1022,9 @@ async fn list_admins(State(state): State<AppState>, Caller(principal): Caller) -
     Ok(list("admins", accounts.iter().map(admin_json).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UpdateAdmin {
+pub(crate) struct UpdateAdmin {
     #[serde(default)]
     password: Option<String>,
     #[serde(default)]
@@ -1031,9 +1058,9 @@ fn subscription_json(subscription: &clavis_core::events::Subscription) -> Value 
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateSubscription {
+pub(crate) struct CreateSubscription {
     url: String,
     schema: Option<String>,
     #[serde(default)]
@@ -1082,8 +1109,8 @@ async fn test_subscription(
     Ok((StatusCode::ACCEPTED, Json(json!({"eventId": event_id}))).into_response())
 }
 
-#[derive(Deserialize)]
-struct EventQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct EventQuery {
     after: Option<i64>,
     limit: Option<i64>,
 }
@@ -1110,9 +1137,9 @@ async fn list_events(State(state): State<AppState>, Caller(principal): Caller, P
 
 // ----- troubleshooting -------------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct SignInQuery {
+pub(crate) struct SignInQuery {
     since: Option<String>,
     until: Option<String>,
     client_id: Option<String>,
@@ -1143,9 +1170,9 @@ async fn diagnose(State(state): State<AppState>, Caller(principal): Caller, Path
     Ok(ok(state.core.diagnose(&auth, &correlation).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CheckSecret {
+pub(crate) struct CheckSecret {
     client_id: String,
     secret: String,
 }

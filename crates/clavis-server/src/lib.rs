@@ -17,6 +17,7 @@ mod form;
 pub mod jobs;
 pub mod keyvault;
 pub mod metrics;
+pub mod openapi;
 pub mod portal;
 pub mod sealed;
 pub mod serve;
