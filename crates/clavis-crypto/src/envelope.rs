@@ -198,6 +198,33 @@ mod tests {
         }
     }
 
+    /// Property: for random keys, plaintexts and associated data, changing any byte of the
+    /// ciphertext (by any non-zero mask), any byte of the associated data, or the key makes
+    /// opening fail; the untouched ciphertext opens to the plaintext.
+    #[test]
+    fn tampering_any_byte_fails_for_random_inputs() {
+        for case in 0..48 {
+            let seed = crate::random::bytes::<64>();
+            let key = DataKey::new(format!("dk-{case}"), &crate::random::bytes::<32>()).unwrap();
+            let plaintext = &seed[..usize::from(seed[0]) % 64];
+            let aad = &seed[32..32 + usize::from(seed[1]) % 32];
+            let sealed = key.seal(plaintext, aad);
+            assert_eq!(key.open(&sealed, aad).unwrap(), plaintext);
+            for i in 0..sealed.len() {
+                let mut changed = sealed.clone();
+                changed[i] ^= crate::random::bytes::<1>()[0].max(1);
+                assert!(key.open(&changed, aad).is_err(), "case {case}, byte {i}");
+            }
+            for i in 0..aad.len() {
+                let mut other = aad.to_vec();
+                other[i] ^= 0x80;
+                assert!(key.open(&sealed, &other).is_err(), "case {case}, aad byte {i}");
+            }
+            let stranger = DataKey::new("dk-x".into(), &crate::random::bytes::<32>()).unwrap();
+            assert!(stranger.open(&sealed, aad).is_err());
+        }
+    }
+
     #[test]
     fn master_key_wraps_and_parses() {
         let master = MasterKey::generate();

@@ -332,6 +332,12 @@ struct TokenForm {
     token: Option<String>,
 }
 
+/// Fuzzing entry point (`fuzz/`): a token-endpoint body through the form parser.
+#[doc(hidden)]
+pub fn fuzz_token_form(body: &[u8]) -> bool {
+    parse_form(body).is_ok()
+}
+
 /// Parameters a token-endpoint form may carry (the SDKs send at most a dozen; Entra's own extras,
 /// such as `client_info` or `x-client-*`, are ignored but counted).
 const MAX_FORM_PARAMETERS: usize = 64;

@@ -312,6 +312,22 @@ struct ValueBody {
     value: Option<String>,
 }
 
+/// Fuzzing entry point (`fuzz/`): a set-secret body through parsing and Key Vault's limits, as
+/// `PUT /secrets/{name}` reads it.
+#[doc(hidden)]
+pub fn fuzz_set_body(body: &[u8]) -> bool {
+    let Ok(body) = parse_json::<SetBody>(&Bytes::copy_from_slice(body)) else { return false };
+    let attributes = body.attributes.unwrap_or_default();
+    let properties = SecretProperties {
+        content_type: body.content_type,
+        tags: body.tags.unwrap_or_default(),
+        enabled: attributes.enabled.unwrap_or(true),
+        nbf: attributes.nbf,
+        exp: attributes.exp,
+    };
+    clavis_core::vault::validate_contents(body.value.as_deref(), &properties).is_ok()
+}
+
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Refusal> {
     if body.is_empty() {
         return Err(refuse("The request body is empty; a JSON object is required."));

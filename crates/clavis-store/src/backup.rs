@@ -95,10 +95,10 @@ pub fn header(file: &[u8]) -> Result<(Value, usize)> {
     Ok((header, MAGIC.len() + end + 1))
 }
 
-/// Restores the backup in `file` onto `target`, which must hold no instance.
-pub async fn restore(file: &Path, master: &MasterKey, target: &SqlStore) -> Result<CopyReport> {
-    let bytes = std::fs::read(file).map_err(io)?;
-    let (header, body_at) = header(&bytes)?;
+/// Opens a backup's bytes: checks the header against `master`, unwraps the backup key and
+/// decrypts the SQLite image (the header authenticated as associated data).
+pub fn open(bytes: &[u8], master: &MasterKey) -> Result<(Value, Vec<u8>)> {
+    let (header, body_at) = header(bytes)?;
     let key_id = header["masterKeyId"].as_str().unwrap_or_default();
     if key_id != master.id() {
         return Err(CoreError::Invalid(format!(
@@ -114,6 +114,13 @@ pub async fn restore(file: &Path, master: &MasterKey, target: &SqlStore) -> Resu
     let plaintext = data_key
         .open(&bytes[body_at..], &bytes[..body_at])
         .map_err(|_| CoreError::Invalid("the backup does not decrypt: it was altered or truncated".into()))?;
+    Ok((header, plaintext))
+}
+
+/// Restores the backup in `file` onto `target`, which must hold no instance.
+pub async fn restore(file: &Path, master: &MasterKey, target: &SqlStore) -> Result<CopyReport> {
+    let bytes = std::fs::read(file).map_err(io)?;
+    let (header, plaintext) = open(&bytes, master)?;
     let scratch = tempfile::tempdir().map_err(io)?;
     let image = scratch.path().join("snapshot.db");
     std::fs::write(&image, &plaintext).map_err(io)?;
