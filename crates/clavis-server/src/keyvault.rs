@@ -317,15 +317,23 @@ struct ValueBody {
 #[doc(hidden)]
 pub fn fuzz_set_body(body: &[u8]) -> bool {
     let Ok(body) = parse_json::<SetBody>(&Bytes::copy_from_slice(body)) else { return false };
-    let attributes = body.attributes.unwrap_or_default();
-    let properties = SecretProperties {
-        content_type: body.content_type,
-        tags: body.tags.unwrap_or_default(),
-        enabled: attributes.enabled.unwrap_or(true),
-        nbf: attributes.nbf,
-        exp: attributes.exp,
-    };
-    clavis_core::vault::validate_contents(body.value.as_deref(), &properties).is_ok()
+    let (value, properties) = body.into_parts();
+    clavis_core::vault::validate_contents(value.as_deref(), &properties).is_ok()
+}
+
+impl SetBody {
+    /// The value and the properties of the version it sets (enabled unless said otherwise).
+    fn into_parts(self) -> (Option<String>, SecretProperties) {
+        let attributes = self.attributes.unwrap_or_default();
+        let properties = SecretProperties {
+            content_type: self.content_type,
+            tags: self.tags.unwrap_or_default(),
+            enabled: attributes.enabled.unwrap_or(true),
+            nbf: attributes.nbf,
+            exp: attributes.exp,
+        };
+        (self.value, properties)
+    }
 }
 
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Refusal> {
@@ -375,16 +383,9 @@ async fn set(
         Ok(body) => body,
         Err(response) => return *response,
     };
-    let Some(value) = body.value else {
+    let (value, properties) = body.into_parts();
+    let Some(value) = value else {
         return bad_parameter("The property 'value' is required.");
-    };
-    let attributes = body.attributes.unwrap_or_default();
-    let properties = SecretProperties {
-        content_type: body.content_type,
-        tags: body.tags.unwrap_or_default(),
-        enabled: attributes.enabled.unwrap_or(true),
-        nbf: attributes.nbf,
-        exp: attributes.exp,
     };
     // The caller sent the value: the answer echoes it without reading it back (no read to audit).
     let echoed = SecretValue::new(value.clone());

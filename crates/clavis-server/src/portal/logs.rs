@@ -173,6 +173,19 @@ fn parse_day(text: Option<&str>) -> Result<Option<time::OffsetDateTime>, CoreErr
         .map_err(|_| CoreError::Invalid("'Since' must be a date (YYYY-MM-DD).".into()))
 }
 
+/// The filter fields both logs share: result and a first day, and the submit button.
+fn result_and_since(result: Option<&str>, since: Option<&str>) -> Markup {
+    html! {
+        label { "Result " select name="result" {
+            option value="" { "any" }
+            option value="success" selected[result == Some("success")] { "success" }
+            option value="failure" selected[result == Some("failure")] { "failure" }
+        } }
+        label { "Since " input name="since" type="date" value=[since]; }
+        button type="submit" { "Filter" }
+    }
+}
+
 fn some(text: &Option<String>) -> Option<String> {
     text.as_ref().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
@@ -217,13 +230,7 @@ pub(crate) async fn audit(
             label { "Actor " input name="principal" value=[query.principal.as_deref()] placeholder="id, client id or user"; }
             label { "Action " input name="action" value=[query.action.as_deref()] placeholder="e.g. addPassword or vaultSecret."; }
             label { "Target " input name="target" value=[query.target.as_deref()]; }
-            label { "Result " select name="result" {
-                option value="" { "any" }
-                option value="success" selected[query.result.as_deref() == Some("success")] { "success" }
-                option value="failure" selected[query.result.as_deref() == Some("failure")] { "failure" }
-            } }
-            label { "Since " input name="since" type="date" value=[query.since.as_deref()]; }
-            button type="submit" { "Filter" }
+            (result_and_since(query.result.as_deref(), query.since.as_deref()))
         }
         div.scroll { table #audit {
             thead { tr { th { "#" } th { "Time" } th { "Actor" } th { "Action" } th { "Target" } th { "Result" } th { "Correlation id" } } }
@@ -279,13 +286,7 @@ pub(crate) async fn signins(
         p.hint { "Token requests: failures one by one, successes counted per client, secret and address each flush interval." }
         form.filters method="get" action="/portal/signins" {
             label { "Client id " input name="client_id" value=[query.client_id.as_deref()]; }
-            label { "Result " select name="result" {
-                option value="" { "any" }
-                option value="success" selected[query.result.as_deref() == Some("success")] { "success" }
-                option value="failure" selected[query.result.as_deref() == Some("failure")] { "failure" }
-            } }
-            label { "Since " input name="since" type="date" value=[query.since.as_deref()]; }
-            button type="submit" { "Filter" }
+            (result_and_since(query.result.as_deref(), query.since.as_deref()))
         }
         div.scroll { table #signins {
             thead { tr { th { "Time" } th { "Client id" } th { "Resource" } th { "Result" } th { "Error" } th { "Address" } th { "Count" } th { "Correlation id" } } }

@@ -7,18 +7,9 @@ use serde_json::json;
 
 use clavis_crypto::MasterKey;
 use clavis_store::backup::{backup, restore};
-use clavis_store::migrate::TABLES;
 use clavis_store::SqlStore;
 
-use crate::support::{drop_postgres_database, fresh_postgres_database, spawn, Backend};
-
-async fn dumps(store: &SqlStore) -> Vec<(&'static str, Vec<String>)> {
-    let mut all = Vec::new();
-    for table in TABLES {
-        all.push((*table, store.dump_table(table).await.unwrap()));
-    }
-    all
-}
+use crate::support::{drop_postgres_database, dumps, fresh_postgres_database, spawn, Backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_of_a_live_instance_restores_onto_an_empty_one() {

@@ -10,18 +10,10 @@ use clavis_core::clock::{Clock as _, FixedClock};
 use clavis_core::token::{ClientCredentialsRequest, EndpointVersion};
 use clavis_core::Core;
 use clavis_crypto::{Algorithm, MasterKey};
-use clavis_store::migrate::{copy_instance, TABLES};
+use clavis_store::migrate::copy_instance;
 use clavis_store::SqlStore;
 
-use crate::support::{drop_postgres_database, fresh_postgres_database, settings, spawn, Backend};
-
-async fn dumps(store: &SqlStore) -> Vec<(&'static str, Vec<String>)> {
-    let mut all = Vec::new();
-    for table in TABLES {
-        all.push((*table, store.dump_table(table).await.unwrap()));
-    }
-    all
-}
+use crate::support::{drop_postgres_database, dumps, fresh_postgres_database, settings, spawn, Backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_moves_between_sqlite_and_postgres_and_back() {

@@ -434,3 +434,12 @@ pub fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&clavis_crypto::b64url_decode(payload).unwrap()).unwrap()
 }
+
+/// Every row of every copied table of a store, as text, for comparing two stores.
+pub async fn dumps(store: &SqlStore) -> Vec<(&'static str, Vec<String>)> {
+    let mut all = Vec::new();
+    for table in clavis_store::migrate::TABLES {
+        all.push((*table, store.dump_table(table).await.unwrap()));
+    }
+    all
+}
