@@ -35,11 +35,16 @@ def test_the_api_keeps_to_its_openapi_document(clavis):
         "--max-examples", "25",
         "--exclude-checks", CHECKS_LEFT_OUT,
         "--seed", "20261127",
+        # A loaded CI machine can be slow; a slow answer is not a wrong one (a 5xx or a wrong
+        # shape still fails the run).
+        "--request-timeout", "60",
         "--no-color",
     ], capture_output=True, text=True, timeout=900)
     summary = run.stdout[-4000:]
     print(f"\nschemathesis against {operations} operations:\n" + "\n".join(l for l in summary.splitlines() if "generated" in l or "Tested" in l))
-    assert run.returncode == 0, summary + run.stderr[-2000:]
+    if run.returncode != 0:
+        errors = run.stdout[run.stdout.find("ERRORS"):][:6000] if "ERRORS" in run.stdout else ""
+        raise AssertionError(errors + summary + run.stderr[-2000:])
     # The server is still healthy and its audit chain intact after the run.
     assert requests.get(f"{clavis.url}/readyz", verify=str(clavis.ca), timeout=5).status_code == 200
     verified = json.loads(subprocess.run([str(BINARY), "audit", "verify", "--data-dir", str(clavis.dir / "data"), "-o", "json"],

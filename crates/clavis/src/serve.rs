@@ -182,6 +182,21 @@ fn core_settings(config: &Config) -> CoreSettings {
     }
 }
 
+/// A key that is configured but malformed is a setting to fix, not a reason to start sealed.
+fn check_master_key_format(config: &Config) -> Result<()> {
+    match &config.master_key {
+        MasterKeySource::Environment => {
+            MasterKey::parse(&std::env::var("CLAVIS_MASTER_KEY").unwrap_or_default())
+                .map_err(|_| anyhow::anyhow!("CLAVIS_MASTER_KEY does not hold a 32-byte key (base64 or 64 hex digits)"))?;
+        }
+        MasterKeySource::OperatorFile(path) | MasterKeySource::DataDir(path) if path.exists() => {
+            read_master_key(path)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// A serving process: what it needs to open the instance, at start or when unsealed.
 struct Node {
     config: Config,
@@ -266,6 +281,7 @@ pub async fn run(config: Config) -> Result<()> {
         jobs: std::sync::Mutex::new(None),
         opened: tokio::sync::Mutex::new(false),
     });
+    check_master_key_format(&node.config)?;
     let sealed = match resolve_master_key(&node.config, &store).await {
         Ok((master, file)) => node.open(master, file).await.err(),
         Err(error) => Some(error),
