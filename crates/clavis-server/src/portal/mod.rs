@@ -80,7 +80,13 @@ pub fn routes() -> Router<AppState> {
         .route("/portal/signins", get(logs::signins))
         .route("/portal/events", get(logs::events))
         .route("/portal/errors", get(logs::error_codes))
+        .route("/portal/{*rest}", axum::routing::any(not_found))
         .layer(axum::middleware::from_fn(headers))
+}
+
+/// Any other portal path: a page, not the API's JSON.
+async fn not_found() -> Response {
+    failure(StatusCode::NOT_FOUND, None, "There is no such page in the portal.")
 }
 
 /// Strict headers on every portal answer: scripts and styles only from Clavis itself, no framing,

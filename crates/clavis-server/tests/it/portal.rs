@@ -343,6 +343,10 @@ both_backends!(secrets_and_vaults_as_a_person, |app| Box::pin(async move {
     assert_eq!(app.token(&client_id, &rotated, "api://clavis/.default").await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(alice.post(&format!("{app_path}/rotation/remove"), &[("csrf", &csrf)]).await.status, StatusCode::SEE_OTHER);
 
+    let missing = alice.get("/portal/no/such/page").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/html"));
+
     // Every page renders for the administrator.
     for path in [
         "/portal",
