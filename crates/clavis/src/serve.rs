@@ -115,9 +115,14 @@ fn tls_files(config: &Config) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
     Ok((server_cert, server_key, Some(ca_cert)))
 }
 
-fn write_bootstrap(config: &Config, bootstrap: &BootstrapCredential, ca: Option<&Path>) -> Result<PathBuf> {
+fn write_bootstrap(
+    config: &Config,
+    bootstrap: &BootstrapCredential,
+    ca: Option<&Path>,
+    portal: Option<&(String, String)>,
+) -> Result<PathBuf> {
     let path = config.data_dir.join("bootstrap.json");
-    let document = json!({
+    let mut document = json!({
         "tenantId": bootstrap.tenant_id,
         "tenantDomain": bootstrap.tenant_domain,
         "clientId": bootstrap.client_id,
@@ -129,8 +134,40 @@ fn write_bootstrap(config: &Config, bootstrap: &BootstrapCredential, ca: Option<
         "scope": format!("{}/.default", clavis_core::policy::MANAGEMENT_API_URI),
         "caCertificate": ca.map(|p| absolute(p).display().to_string()),
     });
+    if let Some((user, password)) = portal {
+        document["portal"] = json!({"url": format!("{}/portal", config.public_url), "userName": user, "password": password});
+    }
     write_private(&path, serde_json::to_string_pretty(&document)?.as_bytes())?;
     Ok(path)
+}
+
+/// On a first start, a portal account `admin` (administrator) with a generated password, created by
+/// the bootstrap administrator through the same operation as `clavis admin create`, so the portal
+/// is usable with no CLI at all. The password goes only into bootstrap.json (0600).
+async fn first_portal_account(core: &Core, bootstrap: &BootstrapCredential) -> Result<(String, String)> {
+    let mut principal = clavis_core::policy::Principal {
+        tenant_id: bootstrap.tenant_id.clone(),
+        service_principal_id: String::new(),
+        app_id: bootstrap.client_id.clone(),
+        roles: vec![clavis_core::policy::ROLE_ADMINISTRATOR.to_string()],
+        credential_id: bootstrap.key_id.clone(),
+        user: None,
+    };
+    let error = |e: clavis_core::CoreError| anyhow::anyhow!("cannot create the first portal account: {e}");
+    let found = {
+        let auth = core.authorize(&principal, clavis_core::policy::Permission::Read).map_err(error)?;
+        core.service_principal(&auth, &bootstrap.client_id).await.map_err(error)?
+    };
+    principal.service_principal_id = found.service_principal_id;
+    let auth = core.authorize(&principal, clavis_core::policy::Permission::Administer).map_err(error)?;
+    let context = clavis_core::audit::RequestContext {
+        correlation_id: clavis_crypto::random::guid(),
+        client_ip: String::new(),
+        user_agent: "clavis serve".into(),
+    };
+    let password = clavis_crypto::password::generate_password();
+    core.create_admin(&auth, &context, "admin", &password, "administrator").await.map_err(error)?;
+    Ok(("admin".into(), password))
 }
 
 /// An opened instance: the core over its store, the bootstrap credential when this start created
@@ -231,7 +268,10 @@ impl Node {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let core = Arc::new(core);
         let bootstrap_file = match &bootstrap {
-            Some(bootstrap) => Some(write_bootstrap(&self.config, bootstrap, self.ca.as_deref())?),
+            Some(bootstrap) => {
+                let portal = first_portal_account(&core, bootstrap).await?;
+                Some(write_bootstrap(&self.config, bootstrap, self.ca.as_deref(), Some(&portal))?)
+            }
             None => None,
         };
         drop(bootstrap);
@@ -372,6 +412,10 @@ fn print_banner(
         )),
         None => out.push_str(&format!("  Administrator:     see {} (written at first start)\n", absolute(&config.data_dir.join("bootstrap.json")).display())),
     }
+    out.push_str(&format!(
+        "  Portal:            {}/portal (first start: user admin, its password in bootstrap.json; more with `clavis admin create`)\n",
+        config.public_url
+    ));
     out.push_str(&format!("  Ready in {} ms. Stop with Ctrl-C.\n", started.elapsed().as_millis()));
     print!("{out}");
     let _ = std::io::stdout().flush();
@@ -408,7 +452,7 @@ pub async fn bench_load(config: Config, args: BenchLoadArgs) -> Result<()> {
     let (core, bootstrap, store, _) = open_instance(&config).await?;
     if let Some(bootstrap) = &bootstrap {
         let (_, _, ca) = tls_files(&config)?;
-        write_bootstrap(&config, bootstrap, ca.as_deref())?;
+        write_bootstrap(&config, bootstrap, ca.as_deref(), None)?;
     }
     let plan = clavis_core::BulkPlan {
         applications: args.apps,
