@@ -120,14 +120,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         let bytes = axum::body::Bytes::from_request(request, state)
             .await
             .map_err(|rejection| ApiError::new(rejection.status(), "Request_BadRequest", rejection.body_text()))?;
-        // Every body of this API is a JSON object; serde would also read a struct from an array.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::bad_request("The body must be a JSON object.".into()));
-        }
-        serde_json::from_slice::<T>(&bytes)
-            .map(Self)
-            .map_err(|error| ApiError::bad_request(redact_values(&format!("The body does not match this operation: {error}"))))
+        json_object(&bytes).map(Self).map_err(ApiError::bad_request)
     }
+}
+
+/// Reads a JSON object body into `T` (the management API's and the vault's bodies): anything but an
+/// object is refused (serde alone would also read a struct from an array), and the refusal quotes
+/// none of the values sent.
+pub(crate) fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err("The body must be a JSON object.".into());
+    }
+    serde_json::from_slice::<T>(bytes).map_err(|error| redact_values(&format!("The body does not match this operation: {error}")))
 }
 
 /// Drops the values serde quotes in its messages (`invalid type: string "…", expected …`): a

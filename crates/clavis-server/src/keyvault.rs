@@ -340,7 +340,7 @@ fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Refusal> 
     if body.is_empty() {
         return Err(refuse("The request body is empty; a JSON object is required."));
     }
-    serde_json::from_slice(body).map_err(|e| refuse(format!("The request body is not valid: {e}.")))
+    crate::api::json_object(body).map_err(refuse)
 }
 
 fn body_or_limit(body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Bytes, Refusal> {

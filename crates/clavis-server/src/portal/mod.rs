@@ -347,17 +347,17 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
             response
         }
         Err(error) => {
-            let (status, text) = match &error {
+            let (status, text, retry_after) = match error {
                 CoreError::Throttled { retry_after_seconds, message } => {
-                    (StatusCode::TOO_MANY_REQUESTS, format!("{message} ({retry_after_seconds} s)"))
+                    (StatusCode::TOO_MANY_REQUESTS, format!("{message} ({retry_after_seconds} s)"), Some(retry_after_seconds))
                 }
-                CoreError::Unauthenticated(message) => (StatusCode::UNAUTHORIZED, message.clone()),
-                other => return core_failure(None, clavis_core::CoreError::Internal(other.to_string())),
+                CoreError::Unauthenticated(message) => (StatusCode::UNAUTHORIZED, message, None),
+                other => return core_failure(None, other),
             };
             let mut response = render(status, "Sign in", None, "", sign_in_form(&expected, &next, Some(("error", &text))));
-            response.extensions_mut().insert(crate::context::ErrorMessage(text.clone()));
-            if let CoreError::Throttled { retry_after_seconds, .. } = error {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+            response.extensions_mut().insert(crate::context::ErrorMessage(text));
+            if let Some(seconds) = retry_after {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             response
         }
